@@ -1,0 +1,23 @@
+//! Switchyard's wire protocol: the shapes clients and providers exchange, with no I/O.
+//!
+//! - [`openai`]: Chat Completions, Embeddings and Models request and response shapes, lossless
+//!   for fields the gateway does not model.
+//! - [`sse`]: an incremental server-sent-events decoder and an encoder.
+//! - [`error`]: the OpenAI error envelope.
+//!
+//! This crate knows nothing of HTTP clients, servers or configuration: it is the vocabulary the
+//! other crates share, and a team building its own stack can use it alone.
+//!
+//! ```
+//! use switchyard_types::openai::ChatCompletionRequest;
+//!
+//! let request: ChatCompletionRequest = serde_json::from_str(
+//!     r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"seed":7}"#,
+//! ).unwrap();
+//! assert_eq!(request.model, "gpt-4o-mini");
+//! assert_eq!(request.extra["seed"], 7);
+//! ```
+
+pub mod error;
+pub mod openai;
+pub mod sse;
