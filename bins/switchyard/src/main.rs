@@ -1,1 +1,224 @@
-fn main() {}
+//! The `switchyard` command: a thin command line over `switchyard-gateway`.
+//!
+//! It parses arguments, sets up logging and the runtime, and calls the gateway crate; all
+//! behaviour lives there.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use switchyard_gateway::{config::Config, server::Server};
+
+/// Switchyard: one OpenAI-compatible endpoint in front of many LLM providers.
+#[derive(Parser)]
+#[command(version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gateway.
+    ///
+    /// Without --config it serves every provider whose API key is in the environment (as
+    /// `<provider>/<model>`, e.g. openai/gpt-4o-mini), or, with no key at all, the built-in
+    /// local `mock` model, so that a first request works with no account.
+    Serve {
+        /// The configuration file (YAML).
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Listen on this address instead of the configured one.
+        #[arg(long, env = "SWITCHYARD_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "SWITCHYARD_LOG_FORMAT")]
+        log_format: LogFormat,
+        /// How long in-flight requests may take to finish after SIGTERM or Ctrl-C, in seconds.
+        #[arg(long, default_value_t = 30)]
+        drain_secs: u64,
+    },
+    /// Validate a configuration file and explain what it serves.
+    Check {
+        /// The configuration file (YAML).
+        #[arg(long, short, env = "SWITCHYARD_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve { config, listen, log_format, drain_secs } => {
+            init_logging(log_format);
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(err) => {
+                    tracing::error!("cannot start the async runtime: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(serve(config, listen, Duration::from_secs(drain_secs)))
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn serve(path: Option<PathBuf>, listen: Option<SocketAddr>, drain: Duration) -> ExitCode {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let mut config = match &path {
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(err) => {
+                tracing::error!("{err}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => Config::zero_config(&env),
+    };
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
+    let server = match Server::bind(&config, &env).await {
+        Ok(server) => server,
+        Err(err) => {
+            tracing::error!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = server.local_addr().map_or_else(|_| config.server.listen.to_string(), |a| a.to_string());
+    announce(&config, path.is_some(), &addr, server.is_authenticated());
+
+    let (drain_started, drain_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown_signal().await;
+        tracing::info!(
+            "shutting down: no new connections; letting in-flight requests finish (up to {drain:?})"
+        );
+        let _ = drain_started.send(());
+    };
+    let served = tokio::spawn(server.run(shutdown));
+    let result = tokio::select! {
+        joined = served => joined,
+        () = async { let _ = drain_rx.await; tokio::time::sleep(drain).await } => {
+            tracing::warn!("requests still in flight after {drain:?}; exiting anyway");
+            return ExitCode::SUCCESS;
+        }
+    };
+    match result {
+        Ok(Ok(())) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(err)) => {
+            tracing::error!("the server failed: {err}");
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            tracing::error!("the server task failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What a person needs to know at start: where, what, and how it is protected.
+fn announce(config: &Config, from_file: bool, addr: &str, authenticated: bool) {
+    tracing::info!("switchyard {} listening on http://{addr}", env!("CARGO_PKG_VERSION"));
+    for model in &config.models {
+        let deployments: Vec<String> =
+            model.deployments.iter().map(|d| format!("{}/{}", d.provider.value, d.model.value)).collect();
+        tracing::info!("model {} -> {}", model.name.value, deployments.join(", "));
+    }
+    if !from_file {
+        if config.models.iter().any(|m| m.name.value == "mock") {
+            tracing::info!(
+                "no provider API key in the environment (OPENAI_API_KEY, GROQ_API_KEY, ...) and no --config: \
+                 serving the built-in `mock` model, which answers locally and calls no provider"
+            );
+        }
+        tracing::info!(
+            "try: curl http://{addr}/v1/chat/completions -H 'content-type: application/json' \
+             -d '{{\"model\":\"{}\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'",
+            config.models.first().map_or("mock", |m| if m.name.value.ends_with('*') {
+                "openai/gpt-4o-mini"
+            } else {
+                &m.name.value
+            })
+        );
+    }
+    if !authenticated {
+        tracing::warn!("no master key configured: accepting unauthenticated requests (loopback only)");
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "`check` reports to the terminal by design")]
+fn check(path: &PathBuf) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!("{} is valid.", path.display());
+            println!("listen: {}", config.server.listen);
+            println!(
+                "auth: {}",
+                if config.server.master_key.is_some() {
+                    "master key required"
+                } else {
+                    "none (only allowed on loopback)"
+                }
+            );
+            println!("models ({}):", config.models.len());
+            for model in &config.models {
+                println!("  {}", model.name.value);
+                for d in &model.deployments {
+                    let base = d.api_base.as_ref().map(|b| format!(" at {}", b.value)).unwrap_or_default();
+                    println!("    - {} model {}{base}", d.provider.value, d.model.value);
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            #[allow(clippy::print_stderr, reason = "`check` reports to the terminal by design")]
+            {
+                eprint!("{err}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //!   for fields the gateway does not model.
 //! - [`sse`]: an incremental server-sent-events decoder and an encoder.
 //! - [`error`]: the OpenAI error envelope.
+//! - [`llm`]: the request, response and error every layer of the stack passes along.
 //!
 //! This crate knows nothing of HTTP clients, servers or configuration: it is the vocabulary the
 //! other crates share, and a team building its own stack can use it alone.
@@ -19,5 +20,6 @@
 //! ```
 
 pub mod error;
+pub mod llm;
 pub mod openai;
 pub mod sse;

@@ -1,0 +1,155 @@
+//! Stack assembly: the HTTP edge, the endpoints and the LLM-level service stack.
+//!
+//! A request passes through, outermost first (DESIGN.md's request path; steps that arrive
+//! with later crates are marked as not built yet):
+//!
+//! 1. HTTP edge: panic catching (500 in the OpenAI envelope), request id (`x-request-id`,
+//!    taken from the client when present, else generated, and echoed on the response), trace
+//!    span, and the body size limit (enforced while reading, in decode).
+//! 2. Authentication: the master key, when one is configured ([`crate::auth`]).
+//! 3. Decode: body → typed request, once ([`crate::decode`]).
+//! 4. Admission (rate limits, budgets): not built yet (switchyard-accounting).
+//! 5. Cache: not built yet (switchyard-cache).
+//! 6. Router: model name → deployment, round-robin ([`crate::route`]).
+//! 7. Provider: the deployment's adapter (switchyard-providers).
+//! 8. Settle (usage, cost, ledger, metrics): not built yet.
+//! 9. Encode: JSON or SSE in the client's dialect ([`crate::encode`]).
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    Router,
+    extract::Request,
+    middleware,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, Method, Uri};
+use switchyard_types::llm::{ErrorClass, LlmError, LlmRequest, LlmResponse};
+use tower::{ServiceBuilder, util::BoxCloneSyncService};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::{
+    auth::{MasterKey, require_master_key},
+    endpoints,
+    models::ModelTable,
+    respond::error_response,
+    route::ModelRouter,
+};
+
+/// The LLM-level service below the HTTP edge.
+pub type LlmService = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The models served.
+    pub models: Arc<ModelTable>,
+    /// Steps 4–8 of the request path.
+    pub stack: LlmService,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Unix seconds at start, reported as models' `created`.
+    pub started_at: u64,
+}
+
+/// Options of the HTTP application.
+#[derive(Clone)]
+pub struct AppOptions {
+    /// The master key, if clients must present one.
+    pub master_key: Option<MasterKey>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+/// The LLM-level stack (steps 4–8) over `models`.
+pub fn llm_stack(models: Arc<ModelTable>) -> LlmService {
+    BoxCloneSyncService::new(ModelRouter::new(models))
+}
+
+/// The complete HTTP application.
+pub fn router(models: Arc<ModelTable>, options: AppOptions) -> Router {
+    let state = AppState {
+        stack: llm_stack(Arc::clone(&models)),
+        models,
+        max_body_bytes: options.max_body_bytes,
+        started_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    };
+    let mut api = endpoints::api();
+    if let Some(key) = options.master_key {
+        api = api.layer(middleware::from_fn(move |request: Request, next: middleware::Next| {
+            require_master_key(key.clone(), request, next)
+        }));
+    }
+    let request_id = http::HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(api)
+        .merge(endpoints::probes())
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(CatchPanicLayer::custom(|_panic| {
+                    error_response(&LlmError::new(
+                        ErrorClass::Internal,
+                        "The gateway hit an internal error while handling this request; it has been logged.",
+                    ))
+                }))
+                .layer(SetRequestIdLayer::new(request_id.clone(), RequestIds::new()))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(TraceLayer::new_for_http()),
+        )
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> Response {
+    error_response(&LlmError::new(
+        ErrorClass::NotFound,
+        format!(
+            "There is no {method} {} on this gateway. It serves POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models.",
+            uri.path()
+        ),
+    ))
+    .into_response()
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let mut response = error_response(&LlmError::new(
+        ErrorClass::BadRequest,
+        format!("{method} is not allowed on {}.", uri.path()),
+    ));
+    *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+/// Request ids: a per-process random prefix and a counter; cheap, unique, and sortable
+/// within a process.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: u32,
+    next: Arc<AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        // Process start time mixed with the pid: distinct across replicas and restarts.
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        Self { prefix: nanos ^ std::process::id().rotate_left(16), next: Arc::new(AtomicU64::new(1)) }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _request: &http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::try_from(format!("sy-{:08x}-{n}", self.prefix)).ok().map(RequestId::new)
+    }
+}

@@ -1,0 +1,185 @@
+//! Encode: an [`LlmResponse`] becomes the HTTP response the client's dialect expects.
+//!
+//! A complete answer is one JSON body. A stream becomes server-sent events, one event per
+//! chunk, each written the moment the chunk arrives (the body yields it as its own frame,
+//! and hyper flushes whenever the next chunk is not ready yet). The stream waits for its first
+//! chunk before sending headers, so a failure before any output still gets a proper status
+//! (and, with the router, a failover); a failure after that ends the stream with an error
+//! event, never with a silent truncation. Dropping the body (the client went away) drops the
+//! upstream stream, which closes the upstream request.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use axum::{body::Body, response::Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_core::Stream;
+use futures_util::StreamExt;
+use http::{HeaderValue, StatusCode, header};
+use switchyard_types::{
+    llm::{ChunkStream, ErrorClass, LlmError, LlmResponse, ResponseBody},
+    openai::ChatCompletionChunk,
+};
+
+use crate::respond::{envelope, error_response};
+
+/// The header naming the deployment that served a request.
+pub const DEPLOYMENT_HEADER: &str = "x-switchyard-deployment";
+
+/// Encodes a response for an OpenAI-dialect client.
+pub async fn openai_response(response: LlmResponse) -> Response {
+    let mut http = match response.body {
+        ResponseBody::Chat(completion) => json(&completion),
+        ResponseBody::Embeddings(embeddings) => json(&embeddings),
+        ResponseBody::ChatStream(mut chunks) => match chunks.next().await {
+            Some(Ok(first)) => sse(first, chunks),
+            Some(Err(error)) => error_response(&error),
+            None => error_response(&LlmError::new(
+                ErrorClass::UpstreamServer,
+                "The provider ended the stream before sending anything.",
+            )),
+        },
+    };
+    if let Some(label) = response.served_by
+        && let Ok(value) = HeaderValue::from_str(&label)
+    {
+        http.headers_mut().insert(DEPLOYMENT_HEADER, value);
+    }
+    http
+}
+
+fn json<T: serde::Serialize>(body: &T) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut response = Response::new(Body::from(bytes));
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Err(err) => error_response(&LlmError::new(
+            ErrorClass::Internal,
+            format!("could not encode the answer: {err}"),
+        )),
+    }
+}
+
+fn sse(first: ChatCompletionChunk, rest: ChunkStream) -> Response {
+    let body = SseBody { first: Some(first), rest, finished: false };
+    let mut response = Response::new(Body::from_stream(body));
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    // Tells nginx-style proxies in front of us not to buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// Chunks as SSE frames, then `data: [DONE]`; an error becomes an error event and ends it.
+struct SseBody {
+    first: Option<ChatCompletionChunk>,
+    rest: ChunkStream,
+    finished: bool,
+}
+
+impl Stream for SseBody {
+    type Item = Result<Bytes, std::convert::Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(data_frame(&first))));
+        }
+        match self.rest.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(data_frame(&chunk)))),
+            Poll::Ready(Some(Err(error))) => {
+                self.finished = true;
+                tracing::warn!(error = %error, "stream failed after it started; ending it with an error event");
+                Poll::Ready(Some(Ok(data_frame(&envelope(&error)))))
+            }
+            Poll::Ready(None) => {
+                self.finished = true;
+                Poll::Ready(Some(Ok(Bytes::from_static(b"data: [DONE]\n\n"))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// `data: <json>\n\n`. serde_json's compact output has no newlines, so one data line suffices.
+fn data_frame<T: serde::Serialize>(value: &T) -> Bytes {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_slice(b"data: ");
+    let mut writer = buf.writer();
+    if serde_json::to_writer(&mut writer, value).is_err() {
+        // Serialising our own types cannot fail short of a bug; say so on the stream.
+        let mut buf = BytesMut::new();
+        buf.put_slice(
+            b"data: {\"error\":{\"message\":\"could not encode a chunk\",\"type\":\"api_error\"}}\n\n",
+        );
+        return buf.freeze();
+    }
+    let mut buf = writer.into_inner();
+    buf.put_slice(b"\n\n");
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use serde_json::json;
+
+    fn chunk(content: &str) -> ChatCompletionChunk {
+        serde_json::from_value(
+            json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]}),
+        )
+        .expect("chunk")
+    }
+
+    async fn body_text(response: Response) -> String {
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn streams_end_with_done() {
+        let chunks: ChunkStream = Box::pin(futures_util::stream::iter([Ok(chunk("a")), Ok(chunk("b"))]));
+        let response = openai_response(LlmResponse {
+            body: ResponseBody::ChatStream(chunks),
+            served_by: Some("p/m".into()),
+        })
+        .await;
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
+        assert_eq!(response.headers()[DEPLOYMENT_HEADER], "p/m");
+        let text = body_text(response).await;
+        assert_eq!(text.matches("data: {").count(), 2);
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_failure_before_the_first_chunk_is_an_http_error() {
+        let chunks: ChunkStream =
+            Box::pin(futures_util::stream::iter([Err(LlmError::new(ErrorClass::Timeout, "too slow"))]));
+        let response =
+            openai_response(LlmResponse { body: ResponseBody::ChatStream(chunks), served_by: None }).await;
+        assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_failure_mid_stream_is_an_error_event_without_done() {
+        let chunks: ChunkStream = Box::pin(futures_util::stream::iter([
+            Ok(chunk("a")),
+            Err(LlmError::new(ErrorClass::UpstreamServer, "connection reset")),
+        ]));
+        let response =
+            openai_response(LlmResponse { body: ResponseBody::ChatStream(chunks), served_by: None }).await;
+        let text = body_text(response).await;
+        assert!(text.contains(r#""error":{"message":"connection reset""#), "{text}");
+        assert!(!text.contains("[DONE]"), "{text}");
+    }
+}

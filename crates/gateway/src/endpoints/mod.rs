@@ -1,0 +1,33 @@
+//! The HTTP endpoints, each in its own module, and the table of routes.
+
+mod health;
+mod inference;
+mod models;
+
+use axum::{
+    Router,
+    routing::{get, post},
+};
+
+use crate::app::AppState;
+
+/// Routes that need the client's key.
+pub(crate) fn api() -> Router<AppState> {
+    Router::new()
+        .route("/v1/chat/completions", post(inference::chat_completions))
+        .route("/chat/completions", post(inference::chat_completions))
+        .route("/v1/embeddings", post(inference::embeddings))
+        .route("/embeddings", post(inference::embeddings))
+        .route("/v1/models", get(models::list))
+        .route("/models", get(models::list))
+        .route("/v1/models/{*id}", get(models::retrieve))
+        .route("/models/{*id}", get(models::retrieve))
+}
+
+/// Routes open to probes without a key.
+pub(crate) fn probes() -> Router<AppState> {
+    Router::new()
+        .route("/health/liveness", get(health::liveness))
+        .route("/health/readiness", get(health::readiness))
+        .route("/health", get(health::readiness))
+}

@@ -1,0 +1,50 @@
+//! `GET /v1/models` and `GET /v1/models/{id}`: the names clients may send.
+//!
+//! A wildcard model (`groq/*`) is listed under its pattern; retrieving a concrete name it
+//! matches (`groq/llama-3.1-8b-instant`) answers for that name.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    response::{IntoResponse, Response},
+};
+use switchyard_types::{
+    llm::{ErrorClass, LlmError},
+    openai::{Model, ModelList},
+};
+
+use crate::{app::AppState, respond::error_response};
+
+pub(super) async fn list(State(state): State<AppState>) -> Json<ModelList> {
+    let data = state
+        .models
+        .groups()
+        .iter()
+        .map(|g| Model {
+            id: g.name.clone(),
+            object: "model".into(),
+            created: state.started_at,
+            owned_by: g.owned_by().to_owned(),
+        })
+        .collect();
+    Json(ModelList { object: "list".into(), data })
+}
+
+pub(super) async fn retrieve(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    match state.models.resolve(&id) {
+        Some((group, _)) => Json(Model {
+            id,
+            object: "model".into(),
+            created: state.started_at,
+            owned_by: group.owned_by().to_owned(),
+        })
+        .into_response(),
+        None => error_response(
+            &LlmError::new(
+                ErrorClass::NotFound,
+                format!("The model `{id}` does not exist on this gateway. GET /v1/models lists the models it serves."),
+            )
+            .with_param("model"),
+        ),
+    }
+}

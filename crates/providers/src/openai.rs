@@ -1,0 +1,514 @@
+//! The OpenAI-compatible adapter: OpenAI itself, Azure OpenAI, every preset, and any server
+//! that speaks the dialect (vLLM, Ollama, LM Studio, llama.cpp).
+//!
+//! Same-dialect traffic needs no translation: the request is re-serialised with the
+//! deployment's model and sent; the answer is parsed once (to learn its usage) and handed up.
+//! Streams are decoded event by event as bytes arrive and yielded one chunk at a time.
+//!
+//! Failure behaviour: transport failures and non-2xx answers become an [`LlmError`] with the
+//! class the router acts on; the provider's own message is kept (with any API key redacted).
+//! A request that dies on a stale pooled connection is resent once on a fresh one.
+
+use std::{
+    collections::VecDeque,
+    fmt,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use futures_core::{Stream, future::BoxFuture};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use pin_project_lite::pin_project;
+use switchyard_types::{
+    llm::{ErrorClass, LlmError, LlmRequest, LlmResponse, Operation, ResponseBody},
+    openai::{ChatCompletion, ChatCompletionChunk, EmbeddingsResponse},
+    sse::{DONE, SseDecoder, SseEvent},
+};
+
+use crate::{
+    client::is_stale_connection,
+    presets::{AuthStyle, UrlStyle},
+};
+
+/// Everything an OpenAI-compatible deployment needs to send requests.
+#[derive(Clone)]
+pub struct OpenAiSettings {
+    /// A label for logs and response headers, e.g. `groq/llama-3.1-8b-instant`. Never a key.
+    pub label: Arc<str>,
+    /// Base URL (`https://api.openai.com/v1`); for Azure the resource endpoint.
+    pub api_base: String,
+    /// The API key, if the provider needs one.
+    pub api_key: Option<String>,
+    /// How the key is sent.
+    pub auth: AuthStyle,
+    /// How URLs are built.
+    pub url_style: UrlStyle,
+    /// Azure's `api-version` query parameter.
+    pub api_version: Option<String>,
+    /// The upstream model id; `None` sends the request's model unchanged.
+    pub model: Option<String>,
+    /// Extra headers sent with every request (e.g. OpenRouter's `HTTP-Referer`).
+    pub headers: HeaderMap,
+    /// Deadline for a complete non-streamed answer, or for a stream's response headers.
+    pub timeout: Option<Duration>,
+}
+
+impl fmt::Debug for OpenAiSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenAiSettings")
+            .field("label", &self.label)
+            .field("api_base", &self.api_base)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("auth", &self.auth)
+            .field("url_style", &self.url_style)
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A deployment served by an OpenAI-compatible API. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct OpenAiCompatible {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    client: reqwest::Client,
+    settings: OpenAiSettings,
+    chat_url: String,
+    embeddings_url: String,
+    headers: HeaderMap,
+}
+
+/// Why an adapter could not be built from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The key holds bytes a header cannot carry.
+    #[error("the API key contains characters that cannot be sent in an HTTP header")]
+    InvalidKey,
+    /// Azure needs an `api_version`.
+    #[error("Azure deployments need `api_version` (for example 2024-10-21)")]
+    MissingApiVersion,
+    /// Azure needs a deployment name as `model`.
+    #[error("Azure deployments need `model`: the Azure deployment name")]
+    MissingDeployment,
+}
+
+// === impl OpenAiCompatible ===
+
+impl OpenAiCompatible {
+    /// An adapter sending through `client` (share one client between all deployments).
+    pub fn new(client: reqwest::Client, settings: OpenAiSettings) -> Result<Self, SettingsError> {
+        let base = settings.api_base.trim_end_matches('/');
+        let (chat_url, embeddings_url) = match settings.url_style {
+            UrlStyle::OpenAi => (format!("{base}/chat/completions"), format!("{base}/embeddings")),
+            UrlStyle::Azure => {
+                let version = settings.api_version.as_deref().ok_or(SettingsError::MissingApiVersion)?;
+                let deployment = settings.model.as_deref().ok_or(SettingsError::MissingDeployment)?;
+                let prefix = format!("{base}/openai/deployments/{deployment}");
+                (
+                    format!("{prefix}/chat/completions?api-version={version}"),
+                    format!("{prefix}/embeddings?api-version={version}"),
+                )
+            }
+        };
+        let mut headers = settings.headers.clone();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(key) = &settings.api_key {
+            let (name, value) = match settings.auth {
+                AuthStyle::Bearer => (header::AUTHORIZATION, format!("Bearer {key}")),
+                AuthStyle::ApiKeyHeader => (HeaderName::from_static("api-key"), key.clone()),
+            };
+            let mut value = HeaderValue::try_from(value).map_err(|_| SettingsError::InvalidKey)?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        Ok(Self { inner: Arc::new(Inner { client, settings, chat_url, embeddings_url, headers }) })
+    }
+
+    /// The deployment's label.
+    pub fn label(&self) -> &Arc<str> {
+        &self.inner.settings.label
+    }
+}
+
+impl tower::Service<LlmRequest> for OpenAiCompatible {
+    type Response = LlmResponse;
+    type Error = LlmError;
+    type Future = BoxFuture<'static, Result<LlmResponse, LlmError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: LlmRequest) -> Self::Future {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move { inner.send(request).await })
+    }
+}
+
+// === impl Inner ===
+
+impl Inner {
+    async fn send(&self, mut request: LlmRequest) -> Result<LlmResponse, LlmError> {
+        if let Some(model) = &self.settings.model
+            && self.settings.url_style == UrlStyle::OpenAi
+        {
+            request.set_model(model);
+        }
+        let stream = request.is_stream();
+        let (url, body) = match &request.op {
+            Operation::Chat(chat) => (&self.chat_url, serde_json::to_vec(chat)),
+            Operation::Embeddings(embeddings) => (&self.embeddings_url, serde_json::to_vec(embeddings)),
+        };
+        let body = Bytes::from(body.map_err(|e| {
+            LlmError::new(ErrorClass::Internal, format!("could not serialise the request: {e}"))
+        })?);
+
+        let sent = self.execute(url, body, stream);
+        let response = match self.settings.timeout {
+            Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| self.timed_out(limit))??,
+            None => sent.await?,
+        };
+        if !response.status().is_success() {
+            return Err(self.error_from(response).await);
+        }
+        let served_by = Some(Arc::clone(&self.settings.label));
+        let body = match request.op {
+            Operation::Chat(_) if stream => {
+                ResponseBody::ChatStream(Box::pin(SseChunks::new(response.bytes_stream(), self.label())))
+            }
+            Operation::Chat(_) => ResponseBody::Chat(self.read_json::<ChatCompletion>(response).await?),
+            Operation::Embeddings(_) => {
+                ResponseBody::Embeddings(self.read_json::<EmbeddingsResponse>(response).await?)
+            }
+        };
+        Ok(LlmResponse { body, served_by })
+    }
+
+    async fn execute(&self, url: &str, body: Bytes, stream: bool) -> Result<reqwest::Response, LlmError> {
+        let mut fresh_retry_left = true;
+        loop {
+            let mut builder = self.client.post(url).headers(self.headers.clone()).body(body.clone());
+            if stream {
+                builder = builder.header(header::ACCEPT, "text/event-stream");
+            }
+            match builder.send().await {
+                Ok(response) => return Ok(response),
+                Err(err) if fresh_retry_left && is_stale_connection(&err) => {
+                    fresh_retry_left = false;
+                    tracing::debug!(deployment = %self.settings.label, "pooled connection was closed by the provider; resending on a fresh one");
+                }
+                Err(err) => return Err(self.transport_error(&err)),
+            }
+        }
+    }
+
+    async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<T, LlmError> {
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            LlmError::new(
+                ErrorClass::UpstreamServer,
+                format!("{} answered with a body that is not a valid OpenAI response: {e}", self.label()),
+            )
+        })
+    }
+
+    fn label(&self) -> Arc<str> {
+        Arc::clone(&self.settings.label)
+    }
+
+    fn timed_out(&self, limit: Duration) -> LlmError {
+        LlmError::new(
+            ErrorClass::Timeout,
+            format!("{} did not answer within {} ms", self.settings.label, limit.as_millis()),
+        )
+    }
+
+    fn transport_error(&self, err: &reqwest::Error) -> LlmError {
+        let label = &self.settings.label;
+        let cause = error_chain(err);
+        if err.is_timeout() {
+            LlmError::new(ErrorClass::Timeout, format!("{label} did not answer in time: {cause}"))
+        } else if err.is_connect() {
+            LlmError::new(
+                ErrorClass::Unreachable,
+                format!("could not connect to {label} at {}: {cause}", self.settings.api_base),
+            )
+        } else {
+            LlmError::new(ErrorClass::UpstreamServer, format!("the request to {label} failed: {cause}"))
+        }
+    }
+
+    async fn error_from(&self, response: reqwest::Response) -> LlmError {
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = response.bytes().await.unwrap_or_default();
+        let (message, code) = upstream_message(&body);
+        let message = redact(&message, self.settings.api_key.as_deref());
+        let class = classify(status, code.as_deref(), &message);
+        LlmError::new(class, format!("{} answered {}: {}", self.settings.label, status.as_u16(), message))
+            .with_upstream_status(status.as_u16())
+            .with_retry_after(retry_after)
+    }
+}
+
+/// Maps a provider's error answer onto an [`ErrorClass`].
+pub fn classify(status: StatusCode, code: Option<&str>, message: &str) -> ErrorClass {
+    let code = code.unwrap_or("");
+    let mentions = |needle: &str| code.contains(needle) || message.contains(needle);
+    match status.as_u16() {
+        400 | 422 if mentions("context_length") || mentions("maximum context length") => {
+            ErrorClass::ContextLengthExceeded
+        }
+        400 | 422 if mentions("content_filter") || mentions("content_policy") => ErrorClass::ContentPolicy,
+        400 | 422 => ErrorClass::BadRequest,
+        401 | 403 => ErrorClass::ProviderAuthentication,
+        404 => ErrorClass::NotFound,
+        408 | 504 => ErrorClass::Timeout,
+        413 => ErrorClass::PayloadTooLarge,
+        429 => ErrorClass::RateLimited,
+        503 | 529 => ErrorClass::Overloaded,
+        _ => ErrorClass::UpstreamServer,
+    }
+}
+
+/// The message and code of a provider's error body, whatever shape it has: OpenAI's
+/// `{"error":{"message","code"}}`, `{"error":"..."}`, `{"message":"..."}`, `{"detail":"..."}`,
+/// or plain text.
+fn upstream_message(body: &[u8]) -> (String, Option<String>) {
+    let text = || {
+        let text = String::from_utf8_lossy(body);
+        let text = text.trim();
+        if text.is_empty() { "(empty body)".to_owned() } else { truncate(text, 500).to_owned() }
+    };
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (text(), None);
+    };
+    let as_string = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
+    let error = value.get("error");
+    let message = as_string(error.and_then(|e| e.get("message")))
+        .or_else(|| as_string(error))
+        .or_else(|| as_string(value.get("message")))
+        .or_else(|| as_string(value.get("detail")));
+    let code =
+        as_string(error.and_then(|e| e.get("code"))).or_else(|| as_string(error.and_then(|e| e.get("type"))));
+    (message.unwrap_or_else(text), code)
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => &text[..at],
+        None => text,
+    }
+}
+
+/// Removes our key from a provider's message (some echo a prefix of the key they rejected).
+fn redact(message: &str, key: Option<&str>) -> String {
+    match key {
+        Some(key) if key.len() >= 8 => message.replace(key, "<redacted>").replace(&key[..8], "<redacted>"),
+        _ => message.to_owned(),
+    }
+}
+
+/// `retry-after-ms` (OpenAI) or `Retry-After` in seconds.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
+    let duration = number("retry-after-ms")
+        .map(|ms| ms / 1000.0)
+        .or_else(|| number("retry-after"))
+        .filter(|s| s.is_finite() && *s >= 0.0)?;
+    Some(Duration::from_secs_f64(duration.min(3600.0)))
+}
+
+/// A readable cause for a transport failure, without the URL (it is in the label already).
+fn error_chain(err: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut out = String::from(if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "connection failed"
+    } else if err.is_body() {
+        "reading the response body failed"
+    } else {
+        "request failed"
+    });
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+pin_project! {
+    /// Chat completion chunks decoded from an OpenAI server-sent-event byte stream.
+    ///
+    /// Yields each chunk as soon as its event is complete; ends at `data: [DONE]`. A stream that
+    /// breaks off, or ends before any choice finished, yields an error rather than ending quietly.
+    pub struct SseChunks<S> {
+        #[pin]
+        bytes: S,
+        decoder: SseDecoder,
+        events: VecDeque<SseEvent>,
+        scratch: Vec<SseEvent>,
+        finished_choice: bool,
+        done: bool,
+        label: Arc<str>,
+    }
+}
+
+impl<S> SseChunks<S> {
+    /// Decodes `bytes`, naming `label` in errors.
+    pub fn new(bytes: S, label: Arc<str>) -> Self {
+        Self {
+            bytes,
+            decoder: SseDecoder::new(),
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+            finished_choice: false,
+            done: false,
+            label,
+        }
+    }
+}
+
+impl<S, E> Stream for SseChunks<S>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+    E: std::error::Error,
+{
+    type Item = Result<ChatCompletionChunk, LlmError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        loop {
+            if let Some(event) = this.events.pop_front() {
+                if event.data == DONE {
+                    *this.done = true;
+                    this.events.clear();
+                    return Poll::Ready(None);
+                }
+                return Poll::Ready(Some(parse_chunk(&event.data, this.label, this.finished_choice)));
+            }
+            if *this.done {
+                return Poll::Ready(None);
+            }
+            match this.bytes.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(bytes))) => {
+                    this.decoder.feed(&bytes, this.scratch);
+                    this.events.extend(this.scratch.drain(..));
+                }
+                Poll::Ready(Some(Err(err))) => {
+                    *this.done = true;
+                    return Poll::Ready(Some(Err(LlmError::new(
+                        ErrorClass::UpstreamServer,
+                        format!("the stream from {} broke off: {err}", this.label),
+                    ))));
+                }
+                Poll::Ready(None) => {
+                    *this.done = true;
+                    this.decoder.finish();
+                    if !*this.finished_choice {
+                        return Poll::Ready(Some(Err(LlmError::new(
+                            ErrorClass::UpstreamServer,
+                            format!("{} closed the stream before the answer was complete", this.label),
+                        ))));
+                    }
+                    return Poll::Ready(None);
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+fn parse_chunk(data: &str, label: &str, finished_choice: &mut bool) -> Result<ChatCompletionChunk, LlmError> {
+    match serde_json::from_str::<ChatCompletionChunk>(data) {
+        Ok(chunk) => {
+            if chunk.choices.iter().any(|c| c.get("finish_reason").is_some_and(|r| !r.is_null())) {
+                *finished_choice = true;
+            }
+            if let Some(error) = chunk.extra.get("error") {
+                let (message, _code) = upstream_message(error.to_string().as_bytes());
+                return Err(LlmError::new(
+                    ErrorClass::UpstreamServer,
+                    format!("{label} sent an error mid-stream: {message}"),
+                ));
+            }
+            Ok(chunk)
+        }
+        Err(_) => {
+            let (message, _) = upstream_message(data.as_bytes());
+            Err(LlmError::new(
+                ErrorClass::UpstreamServer,
+                format!("{label} sent an event that is not a chat chunk: {message}"),
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_provider_errors() {
+        let c = |status: u16, code: Option<&str>, msg: &str| {
+            classify(StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT), code, msg)
+        };
+        assert_eq!(c(400, Some("context_length_exceeded"), ""), ErrorClass::ContextLengthExceeded);
+        assert_eq!(
+            c(400, None, "This model's maximum context length is 8192 tokens"),
+            ErrorClass::ContextLengthExceeded
+        );
+        assert_eq!(c(400, Some("content_filter"), ""), ErrorClass::ContentPolicy);
+        assert_eq!(c(400, None, "bad"), ErrorClass::BadRequest);
+        assert_eq!(c(401, None, ""), ErrorClass::ProviderAuthentication);
+        assert_eq!(c(429, None, ""), ErrorClass::RateLimited);
+        assert_eq!(c(503, None, ""), ErrorClass::Overloaded);
+        assert_eq!(c(504, None, ""), ErrorClass::Timeout);
+        assert_eq!(c(500, None, ""), ErrorClass::UpstreamServer);
+    }
+
+    #[test]
+    fn reads_every_error_body_shape() {
+        let openai =
+            br#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#;
+        assert_eq!(
+            upstream_message(openai),
+            ("Rate limit reached".into(), Some("rate_limit_exceeded".into()))
+        );
+        assert_eq!(upstream_message(br#"{"error":"model not loaded"}"#).0, "model not loaded");
+        assert_eq!(upstream_message(br#"{"detail":"Not Found"}"#).0, "Not Found");
+        assert_eq!(upstream_message(b"Bad Gateway").0, "Bad Gateway");
+        assert_eq!(upstream_message(b"").0, "(empty body)");
+    }
+
+    #[test]
+    fn redacts_the_key_and_its_prefix() {
+        let key = "sk-proj-abcdefghijklmnop";
+        let message = "Incorrect API key provided: sk-proj-***mnop. Also sk-proj-abcdefghijklmnop";
+        let redacted = redact(message, Some(key));
+        assert!(!redacted.contains(key) && !redacted.contains("sk-proj-"), "{redacted}");
+    }
+
+    #[test]
+    fn retry_after_prefers_milliseconds() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert("retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
+        headers.insert("retry-after-ms", HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+    }
+}
