@@ -1,0 +1,911 @@
+//! `cargo xtask bench`: the side-by-side gateway benchmark on loopback, in one run.
+//!
+//! One mock provider (`switchyard-mock`) serves every target; each target is started alone,
+//! validated like a client would (and checked to really call the mock), warmed up, then loaded
+//! cell by cell: non-streaming at several concurrencies (wrk), streaming at a few (the probe).
+//! Placement is the same for every target: the gateway on one core (`taskset -c 1`), the load
+//! generator, the mock and this orchestrator on the other (`-c 0`), so every figure is "what
+//! one core of gateway delivers". See `docs/benchmarks.md` for the latest table and caveats.
+//!
+//! `--smoke` is the CI variant: `direct` and `switchyard` only, 1 s cells at concurrency 1
+//! and 8, no peer installs, the table printed and not written; it fails when a validation or a
+//! cell fails, so the benchmark cannot rot.
+
+mod http;
+mod load;
+mod procs;
+mod report;
+mod targets;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
+
+use self::load::{CellSys, JsonLoad, LoadGen, StreamLoad};
+use self::procs::{GroupMem, Proc};
+use self::targets::{MOCK_PORT, Target};
+use crate::util::{capture, cargo, repo_root, run_inherit, target_dir, which};
+
+const HELP: &str = "\
+usage: cargo xtask bench [options]
+
+Side-by-side benchmark on 127.0.0.1 against the switchyard-mock provider; writes the table to
+docs/benchmarks.md and the raw figures to <target-dir>/bench/<UTC time>/results.json.
+
+options:
+  --targets a,b,...    targets, from: direct,nginx,switchyard,litellm,portkey (default: all;
+                       direct, the baseline, always runs)
+  --duration N         seconds per measured cell (default 10; 1-60)
+  --warmup N           seconds of warm-up per target, not recorded (default 3)
+  --conc LIST          non-streaming concurrencies (default 1,16,64)
+  --stream-conc LIST   streaming concurrencies (default 1,16)
+  --no-stream          non-streaming cells only
+  --no-install         do not install missing peers, nginx or wrk (they are then not measured)
+  --quiet-wait N       before each target, wait up to N s for other processes to go quiet
+                       (default 60; 0: never wait; background CPU is reported either way)
+  --gw-cpu N           core of the gateway (default 1)
+  --load-cpu N         core of the load generator, mock and orchestrator (default 0)
+  --no-write           print the table; do not write docs/benchmarks.md
+  --smoke              CI mode: direct + switchyard, 1 s cells, c=1 and 8, no installs,
+                       prints the table, fails if any validation or cell fails
+
+environment:
+  SWITCHYARD_BENCH_HOME  where peers are installed (default ~/.cache/switchyard-bench)
+";
+
+/// Command-line options.
+#[derive(Debug, Clone)]
+pub(crate) struct Opts {
+    smoke: bool,
+    targets: Vec<&'static str>,
+    duration: u64,
+    warmup: u64,
+    conc: Vec<u32>,
+    stream_conc: Vec<u32>,
+    stream: bool,
+    install: bool,
+    quiet_wait: u64,
+    gw_cpu: String,
+    load_cpu: String,
+    write_docs: bool,
+}
+
+impl Default for Opts {
+    fn default() -> Self {
+        Opts {
+            smoke: false,
+            targets: targets::ALL.to_vec(),
+            duration: 10,
+            warmup: 3,
+            conc: vec![1, 16, 64],
+            stream_conc: vec![1, 16],
+            stream: true,
+            install: true,
+            quiet_wait: 60,
+            gw_cpu: "1".to_owned(),
+            load_cpu: "0".to_owned(),
+            write_docs: true,
+        }
+    }
+}
+
+fn parse_opts(args: &[String]) -> Result<Option<Opts>> {
+    let mut o = Opts::default();
+    if args.iter().any(|a| a == "--smoke") {
+        o = Opts {
+            smoke: true,
+            targets: vec!["direct", "switchyard"],
+            duration: 1,
+            warmup: 1,
+            conc: vec![1, 8],
+            stream_conc: vec![1, 8],
+            install: false,
+            quiet_wait: 0,
+            write_docs: false,
+            ..o
+        };
+    }
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{a} needs a value"));
+        let list = |v: &str| -> Result<Vec<u32>> {
+            let l = v
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.trim().parse::<u32>().ok().filter(|c| (1..=4096).contains(c)))
+                .collect::<Option<Vec<u32>>>()
+                .with_context(|| format!("{a}: expected a list of concurrencies in 1..=4096, got `{v}`"))?;
+            ensure!(!l.is_empty(), "{a}: empty list");
+            Ok(l)
+        };
+        match a.as_str() {
+            "--smoke" => {}
+            "--help" | "-h" => {
+                print!("{HELP}");
+                return Ok(None);
+            }
+            "--targets" => {
+                let v = value()?;
+                let mut chosen = vec!["direct"];
+                for name in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    let known = targets::ALL.iter().find(|t| **t == name).with_context(|| {
+                        format!("unknown target `{name}`; targets: {}", targets::ALL.join(","))
+                    })?;
+                    if !chosen.contains(known) {
+                        chosen.push(known);
+                    }
+                }
+                // Report order, whatever the order given.
+                o.targets = targets::ALL.iter().copied().filter(|t| chosen.contains(t)).collect();
+            }
+            "--duration" => {
+                o.duration =
+                    value()?.parse().ok().filter(|d| (1..=60).contains(d)).context("--duration: 1 to 60 s")?
+            }
+            "--warmup" => {
+                o.warmup = value()?.parse().ok().filter(|d| *d <= 60).context("--warmup: 0 to 60 s")?
+            }
+            "--conc" => o.conc = list(value()?)?,
+            "--stream-conc" => o.stream_conc = list(value()?)?,
+            "--no-stream" => o.stream = false,
+            "--no-install" => o.install = false,
+            "--quiet-wait" => {
+                o.quiet_wait =
+                    value()?.parse().ok().filter(|d| *d <= 600).context("--quiet-wait: 0 to 600 s")?
+            }
+            "--gw-cpu" => o.gw_cpu = cpu_arg(value()?)?,
+            "--load-cpu" => o.load_cpu = cpu_arg(value()?)?,
+            "--no-write" => o.write_docs = false,
+            other => bail!("unknown argument `{other}`\n\n{HELP}"),
+        }
+    }
+    Ok(Some(o))
+}
+
+fn cpu_arg(v: &str) -> Result<String> {
+    ensure!(!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()), "a CPU is a number, got `{v}`");
+    Ok(v.to_owned())
+}
+
+/// What every part of the benchmark needs to know about this run.
+#[derive(Debug)]
+pub(crate) struct Env {
+    pub(crate) install: bool,
+    pub(crate) conf_dir: PathBuf,
+    pub(crate) log_dir: PathBuf,
+    pub(crate) pidfile: PathBuf,
+    pub(crate) bench_home: PathBuf,
+    pub(crate) release_dir: PathBuf,
+    pub(crate) probe: PathBuf,
+    pub(crate) loadgen: LoadGen,
+    pub(crate) mock_version: String,
+    pub(crate) git_rev: String,
+    pub(crate) switchyard_build_error: Option<String>,
+    pub(crate) apt_failure: Option<String>,
+    pub(crate) gw_cpu: String,
+    pub(crate) load_cpu: String,
+    pub(crate) tck: f64,
+    pub(crate) session: u32,
+}
+
+/// What a client-side validation found.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Validation {
+    pub(crate) json_ok: bool,
+    pub(crate) json_problem: Option<String>,
+    pub(crate) usage_total: Option<u64>,
+    pub(crate) stream_ok: bool,
+    pub(crate) stream_problem: Option<String>,
+    pub(crate) events: usize,
+    pub(crate) content_events: usize,
+    pub(crate) usage_chunk: bool,
+    /// Requests the mock received for the two validation requests.
+    pub(crate) upstream_requests: Option<u64>,
+}
+
+/// How a target's run ended.
+#[derive(Debug, Clone)]
+pub(crate) enum Status {
+    Measured,
+    NotMeasured(String),
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct JsonCell {
+    pub(crate) conc: u32,
+    pub(crate) load: JsonLoad,
+    pub(crate) sys: CellSys,
+    /// Chat completions the mock answered during the cell.
+    pub(crate) upstream: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct StreamCell {
+    pub(crate) conc: u32,
+    pub(crate) load: StreamLoad,
+    pub(crate) sys: CellSys,
+    /// Streams the mock completed during the cell.
+    pub(crate) upstream: Option<u64>,
+}
+
+/// Everything measured for one target.
+#[derive(Debug, Clone)]
+pub(crate) struct TargetResult {
+    pub(crate) name: &'static str,
+    pub(crate) desc: String,
+    pub(crate) version: String,
+    pub(crate) status: Status,
+    pub(crate) startup_s: Option<f64>,
+    pub(crate) background_before: Option<f64>,
+    pub(crate) validation: Option<Validation>,
+    pub(crate) idle: Option<GroupMem>,
+    pub(crate) json: Vec<JsonCell>,
+    pub(crate) stream: Vec<StreamCell>,
+    pub(crate) stream_skipped: Option<String>,
+}
+
+/// The run as a whole.
+#[derive(Debug, Clone)]
+pub(crate) struct Meta {
+    pub(crate) date: String,
+    pub(crate) smoke: bool,
+    pub(crate) cpu_model: String,
+    pub(crate) nproc: usize,
+    pub(crate) mem_gib: u64,
+    pub(crate) kernel: String,
+    pub(crate) gw_cpu: String,
+    pub(crate) load_cpu: String,
+    pub(crate) duration: u64,
+    pub(crate) warmup: u64,
+    pub(crate) conc: Vec<u32>,
+    pub(crate) stream_conc: Vec<u32>,
+    pub(crate) loadgen: String,
+    pub(crate) mock: String,
+    pub(crate) git_rev: String,
+    pub(crate) background_at_start: f64,
+    pub(crate) run_dir: PathBuf,
+}
+
+/// Entry point of `cargo xtask bench`.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let Some(opts) = parse_opts(args)? else { return Ok(()) };
+    ensure!(std::path::Path::new("/proc/stat").is_file(), "the benchmark needs Linux (/proc)");
+    ensure!(which("taskset").is_some(), "taskset not found (Debian package util-linux)");
+    let mut opts = opts;
+    let nproc = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if nproc < 2 {
+        eprintln!("bench: WARNING: 1 CPU only: the gateway and the load generator share it");
+        opts.gw_cpu = "0".to_owned();
+        opts.load_cpu = "0".to_owned();
+    }
+
+    let target = target_dir()?;
+    let stamp = utc_now(true)?;
+    let run_dir = target.join("bench").join(&stamp);
+    let (conf_dir, log_dir) = (run_dir.join("conf"), run_dir.join("logs"));
+    for d in [&conf_dir, &log_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    let bench_home = std::env::var_os("SWITCHYARD_BENCH_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::ci::home_dir().join(".cache/switchyard-bench"));
+    let release_dir = target.join("release");
+    let pidfile = target.join("bench").join("running.pids");
+    procs::reap_stale(&pidfile, &[release_dir.clone(), bench_home.clone(), target.join("bench")]);
+    eprintln!("bench: run folder {}", run_dir.display());
+
+    // The orchestrator (and the threads it starts) stays on the load core.
+    procs::pin_self(&opts.load_cpu)?;
+    check_ports(&opts.targets)?;
+
+    // Tools from Debian: only in the full run, and only what is missing.
+    let mut apt_failure = None;
+    let want_nginx = opts.targets.contains(&"nginx") && targets::nginx_binary().is_none();
+    let want_wrk = which("wrk").is_none() && !opts.smoke;
+    if opts.install && (want_nginx || want_wrk) {
+        let mut pkgs = Vec::new();
+        pkgs.extend(want_nginx.then_some("nginx-light"));
+        pkgs.extend(want_wrk.then_some("wrk"));
+        apt_failure = apt_install(&pkgs, &log_dir).err();
+    }
+
+    let (probe, mock_bin, switchyard_build_error) = build_binaries(&opts, &release_dir)?;
+    let loadgen = match which("wrk") {
+        Some(bin) => {
+            let script = conf_dir.join("wrk-post.lua");
+            load::write_wrk_script(&script)?;
+            let version = targets::version_line(Command::new(&bin).arg("-v"));
+            let version = version.split(" Copyright").next().unwrap_or(&version).trim().to_owned();
+            LoadGen::Wrk { bin, script, version }
+        }
+        None => LoadGen::Probe,
+    };
+    let git_rev = git_rev();
+    let env = Env {
+        install: opts.install,
+        conf_dir,
+        log_dir,
+        pidfile,
+        bench_home,
+        release_dir,
+        probe,
+        loadgen,
+        mock_version: format!(
+            "{} (git {git_rev})",
+            targets::version_line(Command::new(&mock_bin).arg("--version"))
+        ),
+        git_rev,
+        switchyard_build_error,
+        apt_failure,
+        gw_cpu: opts.gw_cpu.clone(),
+        load_cpu: opts.load_cpu.clone(),
+        tck: procs::clk_tck(),
+        session: procs::own_session(),
+    };
+
+    let background_at_start = background_cores(&env, Duration::from_secs(1));
+    let mock_args =
+        ["--delay-ms", "0", "--ttft-ms", "0", "--chunk-ms", "5", "--chunks", "20", "--threads", "1"];
+    let meta = Meta {
+        date: utc_now(false)?,
+        smoke: opts.smoke,
+        cpu_model: cpu_model(),
+        nproc,
+        mem_gib: mem_gib(),
+        kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
+        gw_cpu: opts.gw_cpu.clone(),
+        load_cpu: opts.load_cpu.clone(),
+        duration: opts.duration,
+        warmup: opts.warmup,
+        conc: opts.conc.clone(),
+        stream_conc: if opts.stream { opts.stream_conc.clone() } else { Vec::new() },
+        loadgen: env.loadgen.describe(),
+        mock: format!("{}, `{}`", env.mock_version, mock_args.join(" ")),
+        git_rev: env.git_rev.clone(),
+        background_at_start,
+        run_dir: run_dir.clone(),
+    };
+
+    let mut argv: Vec<std::ffi::OsString> =
+        vec![mock_bin.into(), "--listen".into(), format!("127.0.0.1:{MOCK_PORT}").into()];
+    argv.extend(mock_args.iter().map(Into::into));
+    let mut mock =
+        Proc::spawn("mock", &argv, &env.load_cpu, &[], None, &env.log_dir.join("mock.log"), &env.pidfile)?;
+    wait_mock(&mut mock)?;
+
+    let mut results: Vec<TargetResult> = Vec::new();
+    for name in &opts.targets {
+        let t = targets::prepare(name, &env);
+        eprintln!("bench: === {name} ({})", if t.version.is_empty() { "?" } else { &t.version });
+        let r = bench_target(&env, &opts, &t, &mut mock);
+        match &r.status {
+            Status::Measured => {}
+            Status::NotMeasured(why) => eprintln!("bench: {name}: not measured: {why}"),
+            Status::Failed(why) => eprintln!("bench: {name}: FAILED: {why}"),
+        }
+        results.push(r);
+        write_json(&meta, &results)?;
+        if name == &"direct" && !matches!(results.last().map(|r| &r.status), Some(Status::Measured)) {
+            break;
+        }
+    }
+    mock.stop(Duration::from_secs(5));
+
+    let md = report::markdown(&meta, &results);
+    std::fs::write(run_dir.join("results.md"), &md).context("writing results.md")?;
+    println!("{md}");
+    if opts.write_docs {
+        let docs = repo_root().join("docs/benchmarks.md");
+        std::fs::write(&docs, &md).with_context(|| format!("writing {}", docs.display()))?;
+        eprintln!("bench: wrote {} and {}", docs.display(), run_dir.join("results.json").display());
+    } else {
+        eprintln!("bench: raw figures in {}", run_dir.join("results.json").display());
+    }
+
+    let direct_ok = results.first().is_some_and(|r| matches!(r.status, Status::Measured));
+    ensure!(direct_ok, "the baseline (load generator -> mock) failed; see {}", env.log_dir.display());
+    if opts.smoke {
+        let problems = report::smoke_problems(&results);
+        ensure!(problems.is_empty(), "bench smoke failed:\n  {}", problems.join("\n  "));
+        eprintln!("bench: smoke passed");
+    }
+    Ok(())
+}
+
+fn write_json(meta: &Meta, results: &[TargetResult]) -> Result<()> {
+    let v = report::to_json(meta, results);
+    let path = meta.run_dir.join("results.json");
+    std::fs::write(&path, format!("{v:#}\n")).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Fails with a clear message when a port the benchmark needs is taken.
+fn check_ports(names: &[&'static str]) -> Result<()> {
+    let mut ports = vec![MOCK_PORT];
+    for n in names {
+        if let Some(p) = targets::port_of(n) {
+            ports.push(p);
+        }
+    }
+    for p in ports {
+        port_free(p)?;
+    }
+    Ok(())
+}
+
+fn port_free(port: u16) -> Result<()> {
+    TcpListener::bind(("127.0.0.1", port)).map(drop).map_err(|e| {
+        anyhow::anyhow!(
+            "port 127.0.0.1:{port} is not free ({e}); the benchmark uses fixed ports 18000 (mock), \
+             18101 (nginx), 18102 (litellm), 18104 (portkey), 18110 (switchyard): stop whatever \
+             listens there (`ss -ltnp 'sport = :{port}'`) and retry"
+        )
+    })
+}
+
+fn apt_install(pkgs: &[&str], log_dir: &std::path::Path) -> std::result::Result<(), String> {
+    if which("apt-get").is_none() {
+        return Err(format!("{} not installed and apt-get not available", pkgs.join(", ")));
+    }
+    eprintln!("bench: apt-get install {}", pkgs.join(" "));
+    let script = format!(
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {}",
+        pkgs.join(" ")
+    );
+    match capture(Command::new("bash").args(["-c", &script]), Duration::from_secs(900)) {
+        Ok(out) => {
+            let _ =
+                std::fs::write(log_dir.join("install-apt.log"), format!("{}\n{}", out.stdout, out.stderr));
+            if out.success() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "apt-get install {} failed: {}",
+                    pkgs.join(" "),
+                    out.tail(200).replace('\n', " ")
+                ))
+            }
+        }
+        Err(e) => Err(format!("apt-get install {} failed: {e:#}", pkgs.join(" "))),
+    }
+}
+
+/// Builds the mock and the probe (required) and, if it is a target, Switchyard (optional: a
+/// build failure makes it "not measured", except in the smoke run, where it is an error).
+fn build_binaries(opts: &Opts, release_dir: &std::path::Path) -> Result<(PathBuf, PathBuf, Option<String>)> {
+    eprintln!("bench: cargo build --release -p switchyard-testkit -p switchyard-loadgen");
+    let ok = run_inherit(
+        Command::new(cargo())
+            .args(["build", "--release", "-p", "switchyard-testkit", "-p", "switchyard-loadgen"])
+            .current_dir(repo_root()),
+    )?;
+    ensure!(ok, "building the mock (switchyard-testkit) and the probe (switchyard-loadgen) failed");
+    let (probe, mock) = (release_dir.join("switchyard-sse-probe"), release_dir.join("switchyard-mock"));
+    for b in [&probe, &mock] {
+        ensure!(b.is_file(), "{} is missing after the build", b.display());
+    }
+    let mut sy_error = None;
+    if opts.targets.contains(&"switchyard") {
+        eprintln!("bench: cargo build --release -p switchyard");
+        let ok = run_inherit(
+            Command::new(cargo()).args(["build", "--release", "-p", "switchyard"]).current_dir(repo_root()),
+        )?;
+        if !ok {
+            ensure!(!opts.smoke, "building switchyard (release) failed");
+            sy_error = Some("binary not built (`cargo build --release -p switchyard` failed)".to_owned());
+        }
+    }
+    Ok((probe, mock, sy_error))
+}
+
+fn wait_mock(mock: &mut Proc) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        if let Some(st) = mock.exited() {
+            bail!("the mock exited at start ({st}); see logs/mock.log in the run folder");
+        }
+        match http::request("GET", MOCK_PORT, "/__stats", &[], None, Duration::from_secs(2)) {
+            Ok(r) if r.status == 200 => return Ok(()),
+            Ok(r) => last = format!("HTTP {}", r.status),
+            Err(e) => last = format!("{e:#}"),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("the mock did not answer GET /__stats within 15 s (last: {last})")
+}
+
+fn mock_stats() -> Option<Value> {
+    let r = http::request("GET", MOCK_PORT, "/__stats", &[], None, Duration::from_secs(5)).ok()?;
+    (r.status == 200).then(|| serde_json::from_slice(&r.body).ok()).flatten()
+}
+
+fn counter_delta(a: &Option<Value>, b: &Option<Value>, key: &str) -> Option<u64> {
+    let get = |v: &Option<Value>| v.as_ref()?.get(key)?.as_u64();
+    Some(get(b)?.saturating_sub(get(a)?))
+}
+
+/// Cores' worth of CPU used by processes outside the benchmark over `window`.
+fn background_cores(env: &Env, window: Duration) -> f64 {
+    let a = procs::cpu_snapshot();
+    std::thread::sleep(window);
+    procs::foreign_cpu_seconds(&a, &procs::cpu_snapshot(), env.session, env.tck) / window.as_secs_f64()
+}
+
+fn wait_quiet(env: &Env, max_wait: u64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(max_wait);
+    let mut bg = background_cores(env, Duration::from_secs(1));
+    while bg > 0.10 && Instant::now() < deadline {
+        eprintln!(
+            "bench: machine busy: other processes use {bg:.2} cores; waiting for quiet (up to {} s more)",
+            deadline.saturating_duration_since(Instant::now()).as_secs()
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        bg = background_cores(env, Duration::from_secs(1));
+    }
+    bg
+}
+
+fn bench_target(env: &Env, opts: &Opts, t: &Target, mock: &mut Proc) -> TargetResult {
+    let mut r = TargetResult {
+        name: t.name,
+        desc: t.desc.clone(),
+        version: t.version.clone(),
+        status: Status::Measured,
+        startup_s: None,
+        background_before: None,
+        validation: None,
+        idle: None,
+        json: Vec::new(),
+        stream: Vec::new(),
+        stream_skipped: None,
+    };
+    if let Some(why) = &t.missing {
+        r.status = Status::NotMeasured(why.clone());
+        return r;
+    }
+    if opts.quiet_wait > 0 {
+        r.background_before = Some(wait_quiet(env, opts.quiet_wait));
+    }
+    if let Err(e) = measure_target(env, opts, t, mock, &mut r) {
+        r.status = Status::Failed(format!("{e:#}"));
+    }
+    r
+}
+
+fn measure_target(env: &Env, opts: &Opts, t: &Target, mock: &mut Proc, r: &mut TargetResult) -> Result<()> {
+    let mut gw = None;
+    if !t.argv.is_empty() {
+        port_free(t.port)?;
+        let log = env.log_dir.join(format!("{}.log", t.name));
+        eprintln!("bench: {}: starting on CPU {}: {:?}", t.name, env.gw_cpu, t.argv);
+        let started = Instant::now();
+        let mut p = Proc::spawn(t.name, &t.argv, &env.gw_cpu, &t.env, t.cwd.as_deref(), &log, &env.pidfile)?;
+        wait_ready(t, &mut p)
+            .with_context(|| format!("{} did not become ready (log: {})", t.name, log.display()))?;
+        r.startup_s = Some(load::round(started.elapsed().as_secs_f64(), 2));
+        gw = Some(p);
+    }
+    let gw_pgid = gw.as_ref().map(|p| p.pgid);
+
+    let v = validate(t)?;
+    eprintln!(
+        "bench: {}: validation: json {} (usage.total_tokens {:?}), stream {} ({} events, {} with content, usage chunk {}), \
+         mock saw {:?} requests",
+        t.name,
+        ok_word(v.json_ok),
+        v.usage_total,
+        ok_word(v.stream_ok),
+        v.events,
+        v.content_events,
+        v.usage_chunk,
+        v.upstream_requests
+    );
+    r.validation = Some(v.clone());
+    if !v.json_ok {
+        bail!("validation failed: {}", v.json_problem.unwrap_or_default());
+    }
+    if gw_pgid.is_some() && v.upstream_requests.unwrap_or(0) < 2 {
+        bail!(
+            "validation failed: the mock saw {:?} requests for 2 client requests: the gateway answered \
+             without calling it (check its upstream URL)",
+            v.upstream_requests
+        );
+    }
+    if let Some(g) = gw_pgid {
+        std::thread::sleep(Duration::from_secs(1));
+        r.idle = Some(procs::group_memory(g));
+    }
+
+    // Warm-up (JITs, connection pools, lazy imports): not recorded.
+    if opts.warmup > 0 {
+        let c = if opts.smoke { 8 } else { 16 };
+        load::run_json(env, t.port, &t.headers, c, opts.warmup).context("warm-up")?;
+    }
+    for &c in &opts.conc {
+        let before = mock_stats();
+        let (load, sys) = load::measured(env, gw_pgid, mock.pgid, || {
+            load::run_json(env, t.port, &t.headers, c, opts.duration)
+        })
+        .with_context(|| format!("non-streaming load at c={c}"))?;
+        let upstream = counter_delta(&before, &mock_stats(), "chat_completions");
+        eprintln!(
+            "bench: {}: json c={c}: {:.0} req/s, p50 {} us, p99 {} us, non-2xx {}, socket errors {}, upstream {:?}, bg {:.2} cores",
+            t.name,
+            load.rps,
+            load.latency.p50,
+            load.latency.p99,
+            load.non2xx,
+            load.socket_errors,
+            upstream,
+            sys.foreign_cores
+        );
+        r.json.push(JsonCell { conc: c, load, sys, upstream });
+        alive(&mut gw)?;
+    }
+    if !opts.stream {
+        return Ok(());
+    }
+    if !v.stream_ok {
+        r.stream_skipped =
+            Some(format!("streaming validation failed: {}", v.stream_problem.unwrap_or_default()));
+        return Ok(());
+    }
+    let probe_warmup = if opts.smoke { 0.5 } else { 1.0 };
+    for &c in &opts.stream_conc {
+        let before = mock_stats();
+        let (load, sys) = load::measured(env, gw_pgid, mock.pgid, || {
+            load::run_stream(env, t.port, &t.headers, c, opts.duration, probe_warmup)
+        })
+        .with_context(|| format!("streaming load at c={c}"))?;
+        let upstream = counter_delta(&before, &mock_stats(), "streams_completed");
+        eprintln!(
+            "bench: {}: sse c={c}: {:.1} streams/s, ttfb p50 {} us, p99 {} us, total p50 {} us, errors {}+{}+{}",
+            t.name,
+            load.per_s,
+            load.ttfb.p50,
+            load.ttfb.p99,
+            load.total.p50,
+            load.errors,
+            load.bad_status,
+            load.no_done
+        );
+        r.stream.push(StreamCell { conc: c, load, sys, upstream });
+        alive(&mut gw)?;
+    }
+    if let Some(mut p) = gw {
+        p.stop(Duration::from_secs(10));
+        // Let sockets in TIME_WAIT and the kernel settle before the next target.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(())
+}
+
+fn alive(gw: &mut Option<Proc>) -> Result<()> {
+    if let Some(p) = gw
+        && let Some(st) = p.exited()
+    {
+        bail!("{} exited during the load ({st})", p.name);
+    }
+    Ok(())
+}
+
+fn ok_word(ok: bool) -> &'static str {
+    if ok { "ok" } else { "FAILED" }
+}
+
+/// Polls with a real chat request until the first 200: "ready" means ready to serve.
+fn wait_ready(t: &Target, p: &mut Proc) -> Result<()> {
+    let deadline = Instant::now() + t.ready_timeout;
+    let mut last = String::from("no answer yet");
+    let mut refusals = 0;
+    while Instant::now() < deadline {
+        if let Some(st) = p.exited() {
+            bail!("it exited at start ({st})");
+        }
+        match http::request(
+            "POST",
+            t.port,
+            "/v1/chat/completions",
+            &t.headers,
+            Some(load::CHAT_BODY),
+            Duration::from_secs(5),
+        ) {
+            Ok(r) if r.status == 200 => return Ok(()),
+            Ok(r) => {
+                last = format!("HTTP {}: {}", r.status, r.snippet());
+                refusals += 1;
+                // It is up but keeps failing: misconfigured, do not insist.
+                if refusals >= 25 {
+                    bail!("it answers, but not 200 ({last})");
+                }
+            }
+            Err(e) => last = format!("{e:#}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    bail!("no 200 within {} s (last: {last})", t.ready_timeout.as_secs())
+}
+
+/// One non-streaming and one streaming request, checked as a client would check them, and the
+/// mock's counters checked to see that both really reached it.
+fn validate(t: &Target) -> Result<Validation> {
+    let mut v = Validation::default();
+    let before = mock_stats();
+    let timeout = Duration::from_secs(30);
+    let r =
+        http::request("POST", t.port, "/v1/chat/completions", &t.headers, Some(load::CHAT_BODY), timeout)?;
+    match check_json(r.status, &r.body) {
+        Ok(total) => {
+            v.json_ok = true;
+            v.usage_total = Some(total);
+        }
+        Err(e) => v.json_problem = Some(format!("HTTP {}: {e}: {}", r.status, r.snippet())),
+    }
+    let mut headers = t.headers.clone();
+    headers.push(("Accept".to_owned(), "text/event-stream".to_owned()));
+    let r =
+        http::request("POST", t.port, "/v1/chat/completions", &headers, Some(load::STREAM_BODY), timeout)?;
+    let events = http::sse_data(&r.text());
+    v.events = events.len();
+    v.content_events = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter(|e| {
+            e.pointer("/choices/0/delta/content").and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+        })
+        .count();
+    v.usage_chunk = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .any(|e| e.pointer("/usage/total_tokens").and_then(Value::as_u64).is_some_and(|n| n > 0));
+    let done = events.last().is_some_and(|e| e.trim() == "[DONE]");
+    v.stream_ok = r.status == 200 && done && v.usage_chunk && v.content_events > 0;
+    if !v.stream_ok {
+        let why = if r.status != 200 {
+            "not 200"
+        } else if !done {
+            "the stream does not end with data: [DONE]"
+        } else if !v.usage_chunk {
+            "no usage chunk although stream_options.include_usage was set"
+        } else {
+            "no content chunks"
+        };
+        v.stream_problem = Some(format!("HTTP {}: {why}: {}", r.status, r.snippet()));
+    }
+    v.upstream_requests = counter_delta(&before, &mock_stats(), "requests");
+    Ok(v)
+}
+
+/// Checks a non-streaming answer; returns its `usage.total_tokens`.
+fn check_json(status: u16, body: &[u8]) -> std::result::Result<u64, String> {
+    if status != 200 {
+        return Err("not 200".to_owned());
+    }
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
+    let content = v.pointer("/choices/0/message/content").and_then(Value::as_str).unwrap_or("");
+    if content.is_empty() {
+        return Err("no choices[0].message.content".to_owned());
+    }
+    let n = |k: &str| v.get("usage").and_then(|u| u.get(k)).and_then(Value::as_u64);
+    match (n("prompt_tokens"), n("completion_tokens"), n("total_tokens")) {
+        (Some(p), Some(c), Some(t)) if t == p + c && t > 0 => Ok(t),
+        other => Err(format!("inconsistent usage (prompt, completion, total) = {other:?}")),
+    }
+}
+
+fn git_rev() -> String {
+    let out = |args: &[&str]| {
+        capture(Command::new("git").args(args).current_dir(repo_root()), Duration::from_secs(10))
+            .ok()
+            .filter(|c| c.success())
+            .map(|c| c.stdout.trim().to_owned())
+    };
+    let rev = out(&["rev-parse", "--short=10", "HEAD"]).unwrap_or_else(|| "unknown".to_owned());
+    let dirty = out(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty { format!("{rev}+dirty") } else { rev }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find(|l| l.starts_with("model name"))?.split_once(':').map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned())
+}
+
+fn mem_gib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| t.lines().next()?.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |kb| (kb as f64 / 1024.0 / 1024.0).round() as u64)
+}
+
+/// The current UTC time, `2026-11-22 01:02 UTC` or (compact) `20261122T010203Z`.
+fn utc_now(compact: bool) -> Result<String> {
+    let fmt = if compact { "+%Y%m%dT%H%M%SZ" } else { "+%Y-%m-%d %H:%M UTC" };
+    let out = capture(Command::new("date").args(["-u", fmt]), Duration::from_secs(5))?;
+    ensure!(out.success(), "`date -u` failed");
+    Ok(out.stdout.trim().to_owned())
+}
+
+/// JSON of a result, for `results.json`.
+pub(crate) fn result_json(r: &TargetResult) -> Value {
+    let (status, reason) = match &r.status {
+        Status::Measured => ("measured", None),
+        Status::NotMeasured(w) => ("not measured", Some(w.clone())),
+        Status::Failed(w) => ("failed", Some(w.clone())),
+    };
+    json!({
+        "target": r.name,
+        "desc": r.desc,
+        "version": r.version,
+        "status": status,
+        "reason": reason,
+        "startup_s": r.startup_s,
+        "background_before": r.background_before,
+        "validation": r.validation.as_ref().map(|v| json!({
+            "json_ok": v.json_ok, "json_problem": v.json_problem, "usage_total_tokens": v.usage_total,
+            "stream_ok": v.stream_ok, "stream_problem": v.stream_problem, "events": v.events,
+            "content_events": v.content_events, "usage_chunk": v.usage_chunk,
+            "upstream_requests_for_2": v.upstream_requests,
+        })),
+        "idle_rss_kb": r.idle.map(|m| m.rss_kb),
+        "idle_pss_kb": r.idle.map(|m| m.pss_kb),
+        "processes": r.idle.map(|m| m.processes),
+        "json": r.json.iter().map(|c| json!({
+            "concurrency": c.conc, "requests": c.load.requests, "rps": load::round(c.load.rps, 1),
+            "latency_us": c.load.latency.to_json(), "non2xx": c.load.non2xx,
+            "socket_errors": c.load.socket_errors, "upstream_completions": c.upstream, "sys": c.sys.to_json(),
+        })).collect::<Vec<_>>(),
+        "stream": r.stream.iter().map(|c| json!({
+            "concurrency": c.conc, "ok": c.load.ok, "streams_per_s": load::round(c.load.per_s, 2),
+            "events_per_stream": c.load.events_per_stream, "usage_streams": c.load.usage_streams,
+            "errors": c.load.errors, "bad_status": c.load.bad_status, "no_done": c.load.no_done,
+            "headers_us": c.load.headers.to_json(), "ttfb_us": c.load.ttfb.to_json(),
+            "total_us": c.load.total.to_json(), "upstream_streams_completed": c.upstream, "sys": c.sys.to_json(),
+        })).collect::<Vec<_>>(),
+        "stream_skipped": r.stream_skipped,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn smoke_defaults_and_overrides() {
+        let o = parse_opts(&args("--smoke")).expect("valid").expect("not help");
+        assert!(o.smoke && !o.install && !o.write_docs);
+        assert_eq!((o.targets, o.duration, o.conc), (vec!["direct", "switchyard"], 1, vec![1, 8]));
+        let o = parse_opts(&args("--targets nginx,direct --duration 3")).expect("valid").expect("not help");
+        assert_eq!((o.targets, o.duration), (vec!["direct", "nginx"], 3));
+    }
+
+    #[test]
+    fn rejects_bad_arguments() {
+        assert!(parse_opts(&args("--targets nope")).is_err());
+        assert!(parse_opts(&args("--duration 0")).is_err());
+        assert!(parse_opts(&args("--conc 1,x")).is_err());
+        assert!(parse_opts(&args("--frobnicate")).is_err());
+    }
+
+    #[test]
+    fn checks_non_streaming_answers_like_a_client() {
+        let good = br#"{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+        assert_eq!(check_json(200, good), Ok(5));
+        let bad_usage = br#"{"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":6}}"#;
+        assert!(check_json(200, bad_usage).is_err());
+        assert!(check_json(200, br#"{"choices":[]}"#).is_err());
+        assert!(check_json(500, good).is_err());
+    }
+}

@@ -1,0 +1,683 @@
+//! The benchmark's outputs: `results.json` (every number) and the markdown report that goes to
+//! `docs/benchmarks.md` (or to the terminal for `--smoke`), including the comparison with the
+//! performance budget in the design brief and the honesty checks of every cell.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use super::{JsonCell, Meta, Status, StreamCell, TargetResult, result_json};
+
+/// The performance budget of the design brief, over nginx (the floor of one proxy hop).
+const ADDED_P50_C1_US: i64 = 50;
+const ADDED_P99_C1_US: i64 = 150;
+const THROUGHPUT_C64_VS_NGINX: f64 = 0.5;
+const TTFB_VS_NGINX_US: i64 = 100;
+const IDLE_RSS_MIB: f64 = 30.0;
+const C64_RSS_MIB: f64 = 60.0;
+/// Cells where other processes used more than this many cores are flagged.
+const BACKGROUND_FLAG_CORES: f64 = 0.05;
+
+pub(crate) fn to_json(meta: &Meta, results: &[TargetResult]) -> Value {
+    json!({
+        "meta": {
+            "date": meta.date, "smoke": meta.smoke, "cpu_model": meta.cpu_model, "nproc": meta.nproc,
+            "mem_gib": meta.mem_gib, "kernel": meta.kernel, "gw_cpu": meta.gw_cpu, "load_cpu": meta.load_cpu,
+            "duration_s": meta.duration, "warmup_s": meta.warmup, "conc": meta.conc,
+            "stream_conc": meta.stream_conc, "loadgen": meta.loadgen, "mock": meta.mock,
+            "git_rev": meta.git_rev, "background_at_start_cores": meta.background_at_start,
+        },
+        "results": results.iter().map(result_json).collect::<Vec<_>>(),
+    })
+}
+
+fn find<'a>(results: &'a [TargetResult], name: &str) -> Option<&'a TargetResult> {
+    results.iter().find(|r| r.name == name && matches!(r.status, Status::Measured))
+}
+
+fn json_cell(r: Option<&TargetResult>, c: u32) -> Option<&JsonCell> {
+    r?.json.iter().find(|x| x.conc == c)
+}
+
+fn stream_cell(r: Option<&TargetResult>, c: u32) -> Option<&StreamCell> {
+    r?.stream.iter().find(|x| x.conc == c)
+}
+
+/// `12,345`
+fn int(x: f64) -> String {
+    let neg = x < 0.0;
+    let digits = format!("{:.0}", x.abs().round());
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if neg { format!("-{out}") } else { out }
+}
+
+fn signed(x: i64) -> String {
+    if x >= 0 { format!("+{}", int(x as f64)) } else { int(x as f64) }
+}
+
+fn mib(kb: u64) -> String {
+    let m = kb as f64 / 1024.0;
+    if m < 10.0 { format!("{m:.1}") } else { int(m) }
+}
+
+/// A ratio that stays readable from 0.001× to 1000×.
+fn ratio(x: f64) -> String {
+    if !x.is_finite() {
+        "–".to_owned()
+    } else if x >= 10.0 {
+        format!("{}×", int(x))
+    } else if x >= 0.1 {
+        format!("{x:.2}×")
+    } else if x > 0.0 {
+        // Two significant digits: 0.023×, 0.0012×.
+        let decimals = (-x.log10()).ceil() as usize + 1;
+        format!("{x:.decimals$}×")
+    } else {
+        "0×".to_owned()
+    }
+}
+
+fn status_text(r: &TargetResult) -> Option<String> {
+    match &r.status {
+        Status::Measured => None,
+        Status::NotMeasured(w) => Some(format!("not measured: {w}")),
+        Status::Failed(w) => Some(format!("failed: {w}")),
+    }
+}
+
+/// Markdown-safe single line.
+fn cell_text(s: &str) -> String {
+    let s = s.replace('|', "\\|").replace('\n', " ");
+    match s.char_indices().nth(240) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
+fn flags_json(c: &JsonCell) -> String {
+    let mut f = String::new();
+    if c.load.non2xx > 0 || c.load.socket_errors > 0 {
+        let _ = write!(f, " ⚠ {} non-2xx, {} socket errors", c.load.non2xx, c.load.socket_errors);
+    }
+    if let Some(up) = c.upstream {
+        let ok = c.load.requests.saturating_sub(c.load.non2xx);
+        if (up as f64) < 0.99 * ok as f64 {
+            let _ = write!(f, " ⚠ only {} of {} reached the mock", int(up as f64), int(ok as f64));
+        }
+    }
+    if c.sys.foreign_cores > BACKGROUND_FLAG_CORES {
+        let _ = write!(f, " ⚠ bg {:.2} cores", c.sys.foreign_cores);
+    }
+    f
+}
+
+fn flags_stream(c: &StreamCell) -> String {
+    let mut f = String::new();
+    let bad = c.load.errors + c.load.bad_status + c.load.no_done;
+    if bad > 0 {
+        let _ = write!(f, " ⚠ {bad} failed streams");
+    }
+    if let Some(up) = c.upstream
+        && (up as f64) < 0.99 * c.load.ok as f64
+    {
+        let _ = write!(f, " ⚠ only {} of {} streams reached the mock", up, c.load.ok);
+    }
+    if c.sys.foreign_cores > BACKGROUND_FLAG_CORES {
+        let _ = write!(f, " ⚠ bg {:.2} cores", c.sys.foreign_cores);
+    }
+    f
+}
+
+pub(crate) fn markdown(meta: &Meta, results: &[TargetResult]) -> String {
+    let mut md = String::new();
+    header(&mut md, meta);
+    design_targets(&mut md, meta, results);
+    non_streaming(&mut md, meta, results);
+    if !meta.stream_conc.is_empty() {
+        streaming(&mut md, meta, results);
+    }
+    relative(&mut md, meta, results);
+    honesty(&mut md, meta, results);
+    target_list(&mut md, results);
+    caveats(&mut md);
+    md
+}
+
+fn header(md: &mut String, meta: &Meta) {
+    let kind =
+        if meta.smoke { " (smoke run: not a measurement, a check that the benchmark works)" } else { "" };
+    let _ = writeln!(md, "# Benchmarks\n");
+    let _ = writeln!(
+        md,
+        "<!-- Generated by `cargo xtask bench`; edit xtask/src/bench/ rather than this file. -->\n"
+    );
+    let _ = writeln!(
+        md,
+        "Switchyard side by side with the floor of one proxy hop (nginx) and with its peers (LiteLLM's \
+         proxy from PyPI, Portkey's gateway from npm), in one run, on loopback, against the same mock \
+         provider (`switchyard-mock`, no added latency; streams of 20 chunks 5 ms apart).{kind}\n"
+    );
+    let _ = writeln!(md, "- **Run:** {} · git `{}`", meta.date, meta.git_rev);
+    let _ = writeln!(
+        md,
+        "- **Machine:** {}, {} cores, {} GiB, Linux {}",
+        meta.cpu_model, meta.nproc, meta.mem_gib, meta.kernel
+    );
+    let _ = writeln!(
+        md,
+        "- **Placement** (`taskset`, identical for every target): gateway (every process and thread \
+         of it) on CPU {}; load generator, mock and orchestrator on CPU {}. Figures are what *one core* \
+         of gateway delivers.",
+        meta.gw_cpu, meta.load_cpu
+    );
+    let conc: Vec<String> = meta.conc.iter().map(u32::to_string).collect();
+    let sconc: Vec<String> = meta.stream_conc.iter().map(u32::to_string).collect();
+    let _ = writeln!(
+        md,
+        "- **Load:** non-streaming `POST /v1/chat/completions` with {} at concurrency {}; streaming \
+         (`\"stream\": true`, `include_usage`) with `switchyard-sse-probe` at concurrency {}. {} s per \
+         cell after a {} s warm-up (not recorded). Closed loop: the next request leaves when the previous \
+         one is complete.",
+        meta.loadgen,
+        conc.join(", "),
+        if sconc.is_empty() { "– (skipped)".to_owned() } else { sconc.join(", ") },
+        meta.duration,
+        meta.warmup
+    );
+    let _ = writeln!(md, "- **Mock:** {}", meta.mock);
+    let _ = writeln!(
+        md,
+        "- **Reproduce:** `cargo xtask bench` (everything; installs nginx-light and wrk with apt-get and \
+         the peers under `~/.cache/switchyard-bench` when missing) · `cargo xtask bench --targets \
+         direct,nginx,switchyard --duration 5` · `cargo xtask bench --smoke` (what CI runs). Raw figures: \
+         `results.json` in `<target-dir>/bench/<UTC time>/`, with each process's log.\n"
+    );
+}
+
+fn design_targets(md: &mut String, meta: &Meta, results: &[TargetResult]) {
+    let _ = writeln!(md, "## Against the design budget\n");
+    let sy = find(results, "switchyard");
+    let ng = find(results, "nginx");
+    let _ = writeln!(md, "| budget (DESIGN.md) | measured | verdict |\n|---|---|---|");
+    let verdict = |ok: bool| if ok { "✅ met" } else { "❌ missed" };
+    let mut row = |what: &str, measured: String, v: &str| {
+        let _ = writeln!(md, "| {what} | {measured} | {v} |");
+    };
+    let why_not = |need_nginx: bool| -> String {
+        if sy.is_none() {
+            "not evaluated: switchyard not measured".to_owned()
+        } else if need_nginx && ng.is_none() {
+            "not evaluated: nginx not measured in this run".to_owned()
+        } else {
+            "not evaluated: cell not run".to_owned()
+        }
+    };
+    // Non-streaming, c=1, over nginx.
+    match (json_cell(sy, 1), json_cell(ng, 1)) {
+        (Some(s), Some(n)) => {
+            let d50 = s.load.latency.p50 as i64 - n.load.latency.p50 as i64;
+            let d99 = s.load.latency.p99 as i64 - n.load.latency.p99 as i64;
+            row(
+                &format!("non-streaming c=1: added p50 ≤ {ADDED_P50_C1_US} µs over nginx"),
+                format!(
+                    "{} µs (switchyard {} − nginx {})",
+                    signed(d50),
+                    int(s.load.latency.p50 as f64),
+                    int(n.load.latency.p50 as f64)
+                ),
+                verdict(d50 <= ADDED_P50_C1_US),
+            );
+            row(
+                &format!("non-streaming c=1: added p99 ≤ {ADDED_P99_C1_US} µs over nginx"),
+                format!(
+                    "{} µs (switchyard {} − nginx {})",
+                    signed(d99),
+                    int(s.load.latency.p99 as f64),
+                    int(n.load.latency.p99 as f64)
+                ),
+                verdict(d99 <= ADDED_P99_C1_US),
+            );
+        }
+        _ => {
+            row(
+                &format!(
+                    "non-streaming c=1: added p50 ≤ {ADDED_P50_C1_US} µs, p99 ≤ {ADDED_P99_C1_US} µs over nginx"
+                ),
+                why_not(true),
+                "–",
+            );
+        }
+    }
+    let top = meta.conc.iter().copied().max().unwrap_or(64);
+    match (json_cell(sy, top), json_cell(ng, top)) {
+        (Some(s), Some(n)) if n.load.rps > 0.0 => {
+            let r = s.load.rps / n.load.rps;
+            row(
+                &format!("non-streaming c={top}: ≥ {:.0}% of nginx's req/s", THROUGHPUT_C64_VS_NGINX * 100.0),
+                format!("{:.0}% ({} vs {} req/s)", r * 100.0, int(s.load.rps), int(n.load.rps)),
+                verdict(r >= THROUGHPUT_C64_VS_NGINX),
+            );
+        }
+        _ => row(&format!("non-streaming c={top}: ≥ 50% of nginx's req/s"), why_not(true), "–"),
+    }
+    match (stream_cell(sy, 1), stream_cell(ng, 1)) {
+        (Some(s), Some(n)) => {
+            let d = s.load.ttfb.p50 as i64 - n.load.ttfb.p50 as i64;
+            row(
+                &format!("streaming c=1: time to first byte within {TTFB_VS_NGINX_US} µs of nginx (p50)"),
+                format!(
+                    "{} µs (switchyard {} − nginx {})",
+                    signed(d),
+                    int(s.load.ttfb.p50 as f64),
+                    int(n.load.ttfb.p50 as f64)
+                ),
+                verdict(d <= TTFB_VS_NGINX_US),
+            );
+        }
+        _ => row("streaming c=1: time to first byte within 100 µs of nginx", why_not(true), "–"),
+    }
+    match sy.and_then(|s| s.idle) {
+        Some(m) => row(
+            &format!("memory: ≤ {IDLE_RSS_MIB:.0} MiB RSS idle"),
+            format!("{} MiB", mib(m.rss_kb)),
+            verdict((m.rss_kb as f64 / 1024.0) <= IDLE_RSS_MIB),
+        ),
+        None => row("memory: ≤ 30 MiB RSS idle", why_not(false), "–"),
+    }
+    match json_cell(sy, 64).and_then(|c| c.sys.peak) {
+        Some(m) => row(
+            &format!("memory: ≤ {C64_RSS_MIB:.0} MiB RSS under concurrency 64"),
+            format!("{} MiB (peak, sampled every 250 ms)", mib(m.rss_kb)),
+            verdict((m.rss_kb as f64 / 1024.0) <= C64_RSS_MIB),
+        ),
+        None => row("memory: ≤ 60 MiB RSS under concurrency 64", why_not(false), "–"),
+    }
+    row("memory: ≤ 200 MiB with 2,000 open streams", "not measured by this benchmark".to_owned(), "–");
+    let _ = writeln!(md);
+}
+
+fn non_streaming(md: &mut String, meta: &Meta, results: &[TargetResult]) {
+    let direct = find(results, "direct");
+    let conc = &meta.conc;
+    let (first, last) = (conc.first().copied().unwrap_or(1), conc.last().copied().unwrap_or(1));
+    let _ = writeln!(md, "## Non-streaming\n");
+    let mut head = "| target |".to_owned();
+    for c in conc {
+        let _ = write!(head, " req/s c={c} |");
+    }
+    let _ = write!(
+        head,
+        " p50 / p99 µs c={first} | p50 / p99 µs c={last} | added p50 / p99 µs c={first} (vs direct) | \
+         CPU µs/req c={last} | RSS MiB idle → peak |"
+    );
+    let _ = writeln!(md, "{head}\n|{}", "---|".repeat(conc.len() + 6));
+    for r in results {
+        if let Some(s) = status_text(r) {
+            let _ = writeln!(md, "| {} | {} |", r.name, cell_text(&s));
+            continue;
+        }
+        let mut line = format!("| {} |", r.name);
+        for &c in conc {
+            match json_cell(Some(r), c) {
+                Some(x) => {
+                    let d = json_cell(direct, c).filter(|_| r.name != "direct");
+                    let rel = d
+                        .filter(|d| d.load.rps > 0.0)
+                        .map(|d| format!(" ({})", ratio(x.load.rps / d.load.rps)));
+                    let _ =
+                        write!(line, " {}{}{} |", int(x.load.rps), rel.unwrap_or_default(), flags_json(x));
+                }
+                None => line.push_str(" – |"),
+            }
+        }
+        for c in [first, last] {
+            match json_cell(Some(r), c) {
+                Some(x) => {
+                    let _ = write!(
+                        line,
+                        " {} / {} |",
+                        int(x.load.latency.p50 as f64),
+                        int(x.load.latency.p99 as f64)
+                    );
+                }
+                None => line.push_str(" – |"),
+            }
+        }
+        match (json_cell(Some(r), first), json_cell(direct, first)) {
+            _ if r.name == "direct" => line.push_str(" 0 (baseline) |"),
+            (Some(x), Some(d)) => {
+                let _ = write!(
+                    line,
+                    " {} / {} |",
+                    signed(x.load.latency.p50 as i64 - d.load.latency.p50 as i64),
+                    signed(x.load.latency.p99 as i64 - d.load.latency.p99 as i64)
+                );
+            }
+            _ => line.push_str(" – |"),
+        }
+        match json_cell(Some(r), last) {
+            Some(x) if x.load.requests > 0 => match x.sys.gw_cpu_s {
+                Some(s) => {
+                    let _ = write!(line, " {} |", int(s * 1e6 / x.load.requests as f64));
+                }
+                None => {
+                    let _ = write!(line, " mock: {} |", int(x.sys.mock_cpu_s * 1e6 / x.load.requests as f64));
+                }
+            },
+            _ => line.push_str(" – |"),
+        }
+        let _ = writeln!(md, "{line} {} |", memory(r));
+    }
+    let _ = writeln!(
+        md,
+        "\nRatios in parentheses: throughput relative to `direct` at the same concurrency. *Added* = target \
+         − direct at the same percentile (the DESIGN budget counts over nginx: see above). *CPU µs/req* = \
+         user+system CPU time of the gateway's whole process group ÷ completed requests (for `direct`: the \
+         mock's). *RSS*: summed over the process group, idle after validation → peak sampled every 250 ms \
+         under load.\n"
+    );
+}
+
+fn memory(r: &TargetResult) -> String {
+    let Some(idle) = r.idle else { return "–".to_owned() };
+    let peaks = r.json.iter().map(|c| &c.sys).chain(r.stream.iter().map(|c| &c.sys));
+    let peak = peaks.clone().filter_map(|s| s.peak).map(|m| m.rss_kb).max().unwrap_or(0);
+    let mut s = format!("{} → {}", mib(idle.rss_kb), mib(peak));
+    if idle.processes > 1 {
+        let peak_pss = peaks.filter_map(|s| s.peak).map(|m| m.pss_kb).max().unwrap_or(0);
+        let _ = write!(s, " ({} processes; PSS {} → {})", idle.processes, mib(idle.pss_kb), mib(peak_pss));
+    }
+    s
+}
+
+fn streaming(md: &mut String, meta: &Meta, results: &[TargetResult]) {
+    let direct = find(results, "direct");
+    let _ = writeln!(md, "## Streaming\n");
+    let _ = writeln!(
+        md,
+        "| target | c | streams/s | TTFB p50 / p99 µs | TTFB added p50 / p99 µs (vs direct) | headers p50 µs | \
+         full stream p50 / p99 ms | SSE events / stream | CPU µs/stream |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in results {
+        if let Some(s) = status_text(r) {
+            let _ = writeln!(md, "| {} | – | {} |", r.name, cell_text(&s));
+            continue;
+        }
+        if let Some(why) = &r.stream_skipped {
+            let _ = writeln!(md, "| {} | – | not measured: {} |", r.name, cell_text(why));
+            continue;
+        }
+        for &c in &meta.stream_conc {
+            let Some(x) = stream_cell(Some(r), c) else { continue };
+            let added = match stream_cell(direct, c) {
+                _ if r.name == "direct" => "0 (baseline)".to_owned(),
+                Some(d) => format!(
+                    "{} / {}",
+                    signed(x.load.ttfb.p50 as i64 - d.load.ttfb.p50 as i64),
+                    signed(x.load.ttfb.p99 as i64 - d.load.ttfb.p99 as i64)
+                ),
+                None => "–".to_owned(),
+            };
+            let cpu = match x.sys.gw_cpu_s {
+                Some(s) if x.load.ok > 0 => int(s * 1e6 / x.load.ok as f64),
+                _ => "–".to_owned(),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {c} | {:.1}{} | {} / {} | {added} | {} | {:.1} / {:.1} | {:.1} | {cpu} |",
+                r.name,
+                x.load.per_s,
+                flags_stream(x),
+                int(x.load.ttfb.p50 as f64),
+                int(x.load.ttfb.p99 as f64),
+                int(x.load.headers.p50 as f64),
+                x.load.total.p50 as f64 / 1000.0,
+                x.load.total.p99 as f64 / 1000.0,
+                x.load.events_per_stream,
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\nTTFB = time to the first byte of the body (the first SSE event), measured by the client. A mock \
+         stream lasts ≈ 100 ms, so streams/s at concurrency c is bounded near 10 × c.\n"
+    );
+}
+
+fn relative(md: &mut String, meta: &Meta, results: &[TargetResult]) {
+    let Some(sy) = find(results, "switchyard") else { return };
+    let direct = find(results, "direct");
+    let peers: Vec<&TargetResult> =
+        results.iter().filter(|r| r.name != "switchyard" && r.name != "direct").collect();
+    if peers.is_empty() {
+        return;
+    }
+    let (first, last) = (meta.conc.first().copied().unwrap_or(1), meta.conc.last().copied().unwrap_or(1));
+    let _ = writeln!(md, "## Relative to Switchyard\n");
+    let _ = writeln!(
+        md,
+        "Each target's figure divided by Switchyard's (throughput: above 1× is faster than Switchyard; \
+         added latency and CPU: above 1× costs more than Switchyard).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| target | req/s c={first} | req/s c={last} | added p50 c={first} | added p99 c={first} | TTFB added p50 c=1 | \
+         CPU µs/req c={last} |\n|---|---|---|---|---|---|---|"
+    );
+    let added = |r: &TargetResult, p99: bool| -> Option<f64> {
+        let (x, d) = (json_cell(Some(r), first)?, json_cell(direct, first)?);
+        let pick = |c: &JsonCell| if p99 { c.load.latency.p99 } else { c.load.latency.p50 } as f64;
+        Some(pick(x) - pick(d))
+    };
+    let ttfb_added = |r: &TargetResult| -> Option<f64> {
+        Some(stream_cell(Some(r), 1)?.load.ttfb.p50 as f64 - stream_cell(direct, 1)?.load.ttfb.p50 as f64)
+    };
+    let cpu = |r: &TargetResult| -> Option<f64> {
+        let c = json_cell(Some(r), last)?;
+        Some(c.sys.gw_cpu_s? * 1e6 / (c.load.requests as f64).max(1.0))
+    };
+    let div = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b.abs() > 0.0 => ratio(a / b),
+        _ => "–".to_owned(),
+    };
+    for p in peers {
+        if let Some(s) = status_text(p) {
+            let _ = writeln!(md, "| {} | {} |", p.name, cell_text(&s));
+            continue;
+        }
+        let rps = |r: &TargetResult, c| json_cell(Some(r), c).map(|x| x.load.rps);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            p.name,
+            div(rps(p, first), rps(sy, first)),
+            div(rps(p, last), rps(sy, last)),
+            div(added(p, false), added(sy, false)),
+            div(added(p, true), added(sy, true)),
+            div(ttfb_added(p), ttfb_added(sy)),
+            div(cpu(p), cpu(sy)),
+        );
+    }
+    let _ = writeln!(md);
+}
+
+fn honesty(md: &mut String, meta: &Meta, results: &[TargetResult]) {
+    let gw: usize = meta.gw_cpu.parse().unwrap_or(1);
+    let ld: usize = meta.load_cpu.parse().unwrap_or(0);
+    let _ = writeln!(md, "## Honesty checks\n");
+    let _ = writeln!(
+        md,
+        "Per cell: how busy each core was, and how much CPU processes *outside* the benchmark used \
+         meanwhile (other work on the machine, kernel threads), in cores. Cells with more than \
+         {BACKGROUND_FLAG_CORES} cores of background are flagged ⚠ in the tables above. When the load core is \
+         saturated and the gateway core is not, the cell measured the load generator, not the gateway \
+         (marked *load-bound*: the gateway's figure there is a lower bound). Background before the run: \
+         {:.2} cores.\n",
+        meta.background_at_start
+    );
+    let _ = writeln!(
+        md,
+        "| target | cell | CPU{ld} (load) busy | CPU{gw} (gateway) busy | background cores | note |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|");
+    for r in results.iter().filter(|r| matches!(r.status, Status::Measured)) {
+        let cells = r
+            .json
+            .iter()
+            .map(|c| (format!("json c={}", c.conc), &c.sys))
+            .chain(r.stream.iter().map(|c| (format!("sse c={}", c.conc), &c.sys)));
+        for (label, sys) in cells {
+            let (l, g) = (
+                sys.core_busy.get(ld).copied().unwrap_or(0.0),
+                sys.core_busy.get(gw).copied().unwrap_or(0.0),
+            );
+            let mut note = Vec::new();
+            if sys.foreign_cores > BACKGROUND_FLAG_CORES {
+                note.push("⚠ background");
+            }
+            if l >= 0.95 && g < 0.90 && r.name != "direct" {
+                note.push("load-bound");
+            }
+            let _ = writeln!(
+                md,
+                "| {} | {label} | {l:.2} | {g:.2} | {:.2} | {} |",
+                r.name,
+                sys.foreign_cores,
+                note.join(", ")
+            );
+        }
+    }
+    let _ = writeln!(md);
+}
+
+fn target_list(md: &mut String, results: &[TargetResult]) {
+    let _ = writeln!(md, "## Targets\n");
+    for r in results {
+        let version = if r.version.is_empty() { "version unknown".to_owned() } else { r.version.clone() };
+        let mut line = format!("- **{}** ({version}): {}", r.name, r.desc);
+        match status_text(r) {
+            Some(s) => {
+                let _ = write!(line, " — **{}**", cell_text(&s));
+            }
+            None => line.push_str(" — measured"),
+        }
+        if let Some(s) = r.startup_s {
+            let _ = write!(line, "; first 200 after {s:.1} s");
+        }
+        if let Some(v) = &r.validation {
+            let _ = write!(
+                line,
+                "; validation: JSON {} (usage.total_tokens {}), stream {} ({} events, {} with content, usage chunk {}), \
+                 the mock saw {} requests for those 2",
+                if v.json_ok { "ok" } else { "failed" },
+                v.usage_total.map_or("–".to_owned(), |t| t.to_string()),
+                if v.stream_ok { "ok" } else { "failed" },
+                v.events,
+                v.content_events,
+                if v.usage_chunk { "yes" } else { "no" },
+                v.upstream_requests.map_or("?".to_owned(), |n| n.to_string()),
+            );
+        }
+        let _ = writeln!(md, "{line}");
+    }
+    let _ = writeln!(md);
+}
+
+fn caveats(md: &mut String) {
+    let _ = writeln!(
+        md,
+        "## Caveats\n\n\
+         - **One run.** Run-to-run spread on these VMs is a few percent for fast targets and can reach \
+         ±15–25% for nginx at c=1 and LiteLLM: compare several runs before concluding on small differences.\n\
+         - **Two cores.** Gateway throughput is for one core, with the load generator and the mock sharing \
+         the other; at high concurrency fast targets (nginx, Switchyard) can be bounded by the load core \
+         (see *load-bound* above). Per-request CPU is the figure that transfers to bigger machines.\n\
+         - **Loopback floor.** Any L7 hop costs on the order of 100 µs at c=1 here (two extra loopback \
+         hops and cross-core wake-ups), which is why the design budget counts over nginx.\n\
+         - **Closed loop.** The next request leaves when the previous one completes (coordinated \
+         omission): tail latencies under saturation are optimistic compared with a fixed-rate test.\n\
+         - **Defaults as shipped.** Peers run with their defaults except what it takes to run them here: \
+         LiteLLM with a random master key (it refuses to start without one) and \
+         `LITELLM_LOCAL_MODEL_COST_MAP=True` (no price-map fetch at start); Portkey `--headless` with \
+         `NODE_ENV=production` and `@hono/node-server` pinned to 1.13.8 (with the version npm resolves, \
+         its OpenAI streaming answers 500).\n\
+         - **Small bodies.** Mock answers are ~1 KB; large prompts and answers shift cost toward JSON \
+         handling.\n\
+         - **Background.** The machine may be shared; other processes' CPU is measured per cell (processes \
+         that start and end within one cell are not seen) and flagged above 0.05 cores."
+    );
+}
+
+/// Why a smoke run fails: a target that was not measured, a failed validation, or a cell
+/// without successful requests or with failures.
+pub(crate) fn smoke_problems(results: &[TargetResult]) -> Vec<String> {
+    let mut p = Vec::new();
+    for r in results {
+        if let Some(s) = status_text(r) {
+            p.push(format!("{}: {s}", r.name));
+            continue;
+        }
+        if let Some(why) = &r.stream_skipped {
+            p.push(format!("{}: {why}", r.name));
+        }
+        for c in &r.json {
+            let errors = c.load.non2xx + c.load.socket_errors;
+            if c.load.requests == 0 || errors > 0 {
+                p.push(format!(
+                    "{}: json c={}: {} requests, {} non-2xx, {} socket errors",
+                    r.name, c.conc, c.load.requests, c.load.non2xx, c.load.socket_errors
+                ));
+            }
+        }
+        for c in &r.stream {
+            let bad = c.load.errors + c.load.bad_status + c.load.no_done;
+            if c.load.ok == 0 || bad > 0 {
+                p.push(format!("{}: sse c={}: {} streams ok, {bad} failed", r.name, c.conc, c.load.ok));
+            }
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_numbers_for_tables() {
+        assert_eq!(int(1234567.4), "1,234,567");
+        assert_eq!(int(999.0), "999");
+        assert_eq!(signed(-1200), "-1,200");
+        assert_eq!(signed(42), "+42");
+        assert_eq!(ratio(0.5), "0.50×");
+        assert_eq!(ratio(54.5), "55×");
+        assert_eq!(ratio(0.0234), "0.023×");
+        assert_eq!(ratio(0.0012), "0.0012×");
+        assert_eq!(mib(12 * 1024), "12");
+        assert_eq!(mib(5 * 1024 + 512), "5.5");
+    }
+
+    #[test]
+    fn smoke_fails_on_unmeasured_targets() {
+        let r = TargetResult {
+            name: "switchyard",
+            desc: String::new(),
+            version: String::new(),
+            status: Status::NotMeasured("binary not built".to_owned()),
+            startup_s: None,
+            background_before: None,
+            validation: None,
+            idle: None,
+            json: Vec::new(),
+            stream: Vec::new(),
+            stream_skipped: None,
+        };
+        assert_eq!(smoke_problems(&[r]), vec!["switchyard: not measured: binary not built"]);
+    }
+}

@@ -1,0 +1,441 @@
+//! The benchmark's targets: how each is installed, configured, started and addressed.
+//!
+//! | target | what | from |
+//! |---|---|---|
+//! | `direct` | the load generator straight to the mock: the baseline | – |
+//! | `nginx` | plain reverse proxy, 1 worker, upstream keep-alive: the floor of one L7 hop | Debian `nginx-light` |
+//! | `switchyard` | this workspace's release binary | `cargo build --release` |
+//! | `litellm` | LiteLLM proxy, uvicorn, 1 worker | PyPI `litellm[proxy]` (pinned) |
+//! | `portkey` | Portkey gateway, Node.js, `--headless` | npm `@portkey-ai/gateway` (pinned) |
+//!
+//! Peers are installed from their registries under the bench home
+//! (`$SWITCHYARD_BENCH_HOME`, default `~/.cache/switchyard-bench`), never inside the clone, with
+//! their versions in the folder names so that a version bump installs afresh. Their settings are
+//! defaults, except what it takes to run them here (each is explained where it is set). A peer
+//! that cannot be installed or found is reported as "not measured", not an error.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::Env;
+use crate::util::{capture, which};
+
+pub(crate) const LITELLM_VERSION: &str = "1.106.2";
+pub(crate) const PORTKEY_VERSION: &str = "1.15.2";
+/// `@hono/node-server` pinned through npm `overrides`: with the 1.14+ that a fresh install
+/// resolves, Portkey 1.15.2's OpenAI streaming answers 500 ("TypeError: immutable" when it
+/// appends to the upstream response's immutable `Headers`); 1.13.8 works.
+pub(crate) const HONO_NODE_SERVER_VERSION: &str = "1.13.8";
+
+pub(crate) const MOCK_PORT: u16 = 18000;
+const NGINX_PORT: u16 = 18101;
+const LITELLM_PORT: u16 = 18102;
+const PORTKEY_PORT: u16 = 18104;
+const SWITCHYARD_PORT: u16 = 18110;
+
+/// Every target, in report order.
+pub(crate) const ALL: [&str; 5] = ["direct", "nginx", "switchyard", "litellm", "portkey"];
+
+/// The port target `name` listens on (`None` for `direct`, which is the mock's).
+pub(crate) fn port_of(name: &str) -> Option<u16> {
+    match name {
+        "nginx" => Some(NGINX_PORT),
+        "switchyard" => Some(SWITCHYARD_PORT),
+        "litellm" => Some(LITELLM_PORT),
+        "portkey" => Some(PORTKEY_PORT),
+        _ => None,
+    }
+}
+
+/// A target ready to start (or the reason it cannot be measured).
+#[derive(Debug, Default)]
+pub(crate) struct Target {
+    pub(crate) name: &'static str,
+    pub(crate) desc: String,
+    pub(crate) port: u16,
+    /// The command to start it; empty for `direct`.
+    pub(crate) argv: Vec<OsString>,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) cwd: Option<PathBuf>,
+    /// Headers every request to it carries.
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) ready_timeout: Duration,
+    pub(crate) version: String,
+    /// Set when the target cannot be measured: why.
+    pub(crate) missing: Option<String>,
+}
+
+/// Prepares target `name`: installs it if needed (and allowed), writes its config, finds its
+/// version.
+pub(crate) fn prepare(name: &'static str, env: &Env) -> Target {
+    let t = match name {
+        "direct" => Ok(direct(env)),
+        "nginx" => nginx(env),
+        "switchyard" => switchyard(env),
+        "litellm" => litellm(env),
+        "portkey" => portkey(env),
+        _ => Ok(Target { name, missing: Some("unknown target".to_owned()), ..Target::default() }),
+    };
+    t.unwrap_or_else(|e| Target { name, missing: Some(format!("{e:#}")), ..Target::default() })
+}
+
+fn direct(env: &Env) -> Target {
+    Target {
+        name: "direct",
+        desc: "load generator straight to the mock (no gateway): the baseline".to_owned(),
+        port: MOCK_PORT,
+        version: env.mock_version.clone(),
+        ..Target::default()
+    }
+}
+
+pub(crate) fn nginx_binary() -> Option<PathBuf> {
+    which("nginx").or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.is_file()))
+}
+
+fn nginx(env: &Env) -> Result<Target> {
+    let mut t = Target {
+        name: "nginx",
+        desc: "nginx reverse proxy, 1 worker, upstream keep-alive, proxy_buffering off (floor of one L7 hop)"
+            .to_owned(),
+        port: NGINX_PORT,
+        ready_timeout: Duration::from_secs(20),
+        ..Target::default()
+    };
+    let Some(bin) = nginx_binary() else {
+        t.missing = Some(
+            env.apt_failure
+                .clone()
+                .unwrap_or_else(|| "nginx not installed (apt-get install nginx-light)".to_owned()),
+        );
+        return Ok(t);
+    };
+    let prefix = env.conf_dir.join("nginx");
+    for sub in ["", "client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+        std::fs::create_dir_all(prefix.join(sub))
+            .with_context(|| format!("creating {}", prefix.display()))?;
+    }
+    let conf = prefix.join("nginx.conf");
+    std::fs::write(&conf, nginx_conf(&prefix, NGINX_PORT, MOCK_PORT))
+        .with_context(|| format!("writing {}", conf.display()))?;
+    // `-e stderr`: nginx opens its compiled-in error log before reading the config otherwise.
+    t.argv = vec![
+        bin.clone().into(),
+        "-p".into(),
+        prefix.into(),
+        "-c".into(),
+        conf.into(),
+        "-e".into(),
+        "stderr".into(),
+        "-g".into(),
+        "daemon off;".into(),
+    ];
+    t.version = version_line(Command::new(&bin).arg("-v")).replace("nginx version: ", "");
+    Ok(t)
+}
+
+/// nginx as a plain L7 proxy in front of the mock: no buffering, pooled upstream connections.
+fn nginx_conf(prefix: &Path, port: u16, mock_port: u16) -> String {
+    let p = prefix.display();
+    format!(
+        "# Generated by `cargo xtask bench`: nginx as a plain reverse proxy in front of the mock.
+worker_processes 1;
+pid {p}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {p}/client_body;
+    proxy_temp_path {p}/proxy;
+    fastcgi_temp_path {p}/fastcgi;
+    uwsgi_temp_path {p}/uwsgi;
+    scgi_temp_path {p}/scgi;
+    upstream mock {{
+        server 127.0.0.1:{mock_port};
+        keepalive 256;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"
+    )
+}
+
+fn switchyard(env: &Env) -> Result<Target> {
+    let mut t = Target {
+        name: "switchyard",
+        desc: "Switchyard (this workspace, release build), `switchyard serve`, RUST_LOG=warn".to_owned(),
+        port: SWITCHYARD_PORT,
+        ready_timeout: Duration::from_secs(30),
+        env: vec![("RUST_LOG".to_owned(), "warn".to_owned())],
+        ..Target::default()
+    };
+    let bin = env.release_dir.join("switchyard");
+    if let Some(why) = &env.switchyard_build_error {
+        t.missing = Some(why.clone());
+        return Ok(t);
+    }
+    if !bin.is_file() {
+        t.missing = Some("binary not built".to_owned());
+        return Ok(t);
+    }
+    let config = env.conf_dir.join("switchyard.yaml");
+    let yaml = format!(
+        "# Generated by `cargo xtask bench`: one model served by the mock; no master key on loopback.
+server:
+  listen: 127.0.0.1:{SWITCHYARD_PORT}
+models:
+  - name: mock-gpt
+    deployments:
+      - provider: openai
+        model: mock-gpt
+        api_base: http://127.0.0.1:{MOCK_PORT}/v1
+        api_key: mock-key
+"
+    );
+    std::fs::write(&config, yaml).with_context(|| format!("writing {}", config.display()))?;
+    t.argv = vec![bin.clone().into(), "serve".into(), "--config".into(), config.into()];
+    let v = version_line(Command::new(&bin).arg("--version"));
+    t.version = format!("{v} ({})", env.git_rev);
+    Ok(t)
+}
+
+fn litellm(env: &Env) -> Result<Target> {
+    let mut t = Target {
+        name: "litellm",
+        desc: "LiteLLM proxy, defaults (uvicorn, 1 worker), no database".to_owned(),
+        port: LITELLM_PORT,
+        // It imports a lot at start (~10 s here).
+        ready_timeout: Duration::from_secs(180),
+        ..Target::default()
+    };
+    let venv = env.bench_home.join(format!("litellm-{LITELLM_VERSION}"));
+    let stamp = venv.join(".switchyard-installed");
+    if !stamp.is_file() {
+        if !env.install {
+            t.missing = Some(format!("not installed in {} (run without --no-install)", venv.display()));
+            return Ok(t);
+        }
+        if which("python3").is_none() {
+            t.missing = Some("python3 not found".to_owned());
+            return Ok(t);
+        }
+        let pip = venv.join("bin/pip");
+        let script = format!(
+            "python3 -m venv '{v}' && '{pip}' install -q 'litellm[proxy]=={LITELLM_VERSION}' && touch '{s}'",
+            v = venv.display(),
+            pip = pip.display(),
+            s = stamp.display()
+        );
+        if let Err(why) =
+            install(env, "litellm", &format!("pip install litellm[proxy]=={LITELLM_VERSION}"), &script)
+        {
+            t.missing = Some(why);
+            return Ok(t);
+        }
+    }
+    let config = env.conf_dir.join("litellm.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "# Generated by `cargo xtask bench`: one model served by the mock; defaults otherwise.
+model_list:
+  - model_name: mock-gpt
+    litellm_params:
+      model: openai/mock-gpt
+      api_base: http://127.0.0.1:{MOCK_PORT}/v1
+      api_key: sk-mock-not-a-real-key
+general_settings: {{}}
+litellm_settings: {{}}
+"
+        ),
+    )
+    .with_context(|| format!("writing {}", config.display()))?;
+    // LiteLLM 1.106 refuses to start without a master key: a random one per run, sent as a
+    // client would. LITELLM_LOCAL_MODEL_COST_MAP skips fetching the price map from GitHub at
+    // start (which cannot be reached here and costs ~7 s of retries).
+    let key = format!("sk-bench-{}", random_hex(24)?);
+    t.env = vec![
+        ("LITELLM_MASTER_KEY".to_owned(), key.clone()),
+        ("LITELLM_LOCAL_MODEL_COST_MAP".to_owned(), "True".to_owned()),
+        ("LITELLM_TELEMETRY".to_owned(), "False".to_owned()),
+    ];
+    t.headers = vec![("Authorization".to_owned(), format!("Bearer {key}"))];
+    t.argv = vec![
+        venv.join("bin/litellm").into(),
+        "--config".into(),
+        config.into(),
+        "--host".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        LITELLM_PORT.to_string().into(),
+    ];
+    let v = version_line(Command::new(venv.join("bin/python")).args([
+        "-c",
+        "import importlib.metadata as m, sys; print(m.version('litellm'), 'on Python', sys.version.split()[0])",
+    ]));
+    t.version = format!("litellm {v}");
+    Ok(t)
+}
+
+fn portkey(env: &Env) -> Result<Target> {
+    let mut t = Target {
+        name: "portkey",
+        desc: "Portkey gateway (Node.js) `start-server.js --headless`, NODE_ENV=production".to_owned(),
+        port: PORTKEY_PORT,
+        ready_timeout: Duration::from_secs(60),
+        ..Target::default()
+    };
+    let Some(node) = which("node") else {
+        t.missing = Some("node not found (Node.js is needed for Portkey)".to_owned());
+        return Ok(t);
+    };
+    let dir = env.bench_home.join(format!("portkey-{PORTKEY_VERSION}-hono-{HONO_NODE_SERVER_VERSION}"));
+    let pkg_dir = dir.join("node_modules/@portkey-ai/gateway");
+    let start = pkg_dir.join("build/start-server.js");
+    if !start.is_file() {
+        if !env.install {
+            t.missing = Some(format!("not installed in {} (run without --no-install)", dir.display()));
+            return Ok(t);
+        }
+        if which("npm").is_none() {
+            t.missing = Some("npm not found".to_owned());
+            return Ok(t);
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let manifest = serde_json::json!({
+            "name": "switchyard-bench-portkey",
+            "version": "0.0.0",
+            "private": true,
+            "overrides": { "@hono/node-server": HONO_NODE_SERVER_VERSION },
+        });
+        std::fs::write(dir.join("package.json"), format!("{manifest:#}\n"))
+            .context("writing package.json")?;
+        let script = format!(
+            "cd '{}' && npm install --no-audit --no-fund --loglevel=error '@portkey-ai/gateway@{PORTKEY_VERSION}'",
+            dir.display()
+        );
+        if let Err(why) =
+            install(env, "portkey", &format!("npm install @portkey-ai/gateway@{PORTKEY_VERSION}"), &script)
+        {
+            t.missing = Some(why);
+            return Ok(t);
+        }
+        if !start.is_file() {
+            t.missing = Some(format!("npm install finished but {} is missing", start.display()));
+            return Ok(t);
+        }
+    }
+    let mock_base = format!("http://127.0.0.1:{MOCK_PORT}/v1");
+    t.headers = vec![
+        ("x-portkey-provider".to_owned(), "openai".to_owned()),
+        ("x-portkey-custom-host".to_owned(), mock_base),
+        ("Authorization".to_owned(), "Bearer sk-mock-not-a-real-key".to_owned()),
+    ];
+    t.env = vec![("NODE_ENV".to_owned(), "production".to_owned())];
+    t.argv =
+        vec![node.clone().into(), start.into(), format!("--port={PORTKEY_PORT}").into(), "--headless".into()];
+    let pkg_version = |p: &Path| -> String {
+        std::fs::read(p.join("package.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v.get("version")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| "?".to_owned())
+    };
+    t.version = format!(
+        "@portkey-ai/gateway {} + @hono/node-server {} on Node {}",
+        pkg_version(&pkg_dir),
+        pkg_version(&dir.join("node_modules/@hono/node-server")),
+        version_line(Command::new(&node).arg("--version")).trim_start_matches('v')
+    );
+    Ok(t)
+}
+
+/// Runs an install script with a time limit, its output in the run's log folder.
+fn install(env: &Env, name: &str, what: &str, script: &str) -> std::result::Result<(), String> {
+    eprintln!("bench: installing {name}: {what} (under {})", env.bench_home.display());
+    if let Err(e) = std::fs::create_dir_all(&env.bench_home) {
+        return Err(format!("cannot create {}: {e}", env.bench_home.display()));
+    }
+    let log = env.log_dir.join(format!("install-{name}.log"));
+    match capture(Command::new("bash").args(["-c", script]), Duration::from_secs(1200)) {
+        Ok(out) => {
+            let _ = std::fs::write(&log, format!("$ {script}\n{}\n{}", out.stdout, out.stderr));
+            if out.success() {
+                Ok(())
+            } else if out.timed_out {
+                Err(format!("install timed out: {what} (log: {})", log.display()))
+            } else {
+                Err(format!("install failed: {what}: {}", one_line(&out.tail(200))))
+            }
+        }
+        Err(e) => Err(format!("install failed: {what}: {e:#}")),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The first non-empty line a version command prints (on stdout or stderr), or `?`.
+pub(crate) fn version_line(cmd: &mut Command) -> String {
+    match capture(cmd, Duration::from_secs(60)) {
+        Ok(out) => format!("{}\n{}", out.stdout, out.stderr)
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("?")
+            .to_owned(),
+        Err(_) => "?".to_owned(),
+    }
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    use std::io::Read as _;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("reading /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nginx_config_proxies_to_the_mock_with_keepalive() {
+        let c = nginx_conf(Path::new("/tmp/x"), 18101, 18000);
+        for needle in [
+            "worker_processes 1;",
+            "server 127.0.0.1:18000;",
+            "keepalive 256;",
+            "listen 127.0.0.1:18101",
+            "proxy_http_version 1.1;",
+            "proxy_buffering off;",
+            "proxy_set_header Connection \"\";",
+        ] {
+            assert!(c.contains(needle), "missing {needle:?} in\n{c}");
+        }
+        assert!(!c.contains("daemon"), "daemon off is given with -g");
+    }
+
+    #[test]
+    fn random_keys_differ() {
+        let (a, b) = (random_hex(8).expect("urandom"), random_hex(8).expect("urandom"));
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+    }
+}
