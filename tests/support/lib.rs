@@ -1,1 +1,102 @@
-//! placeholder
+//! Support for the end-to-end tests: start a gateway from YAML on a free loopback port, and
+//! talk to it with a real HTTP client.
+
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+use switchyard_gateway::{config::Config, server::Server};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// A gateway serving on 127.0.0.1 for the length of a test.
+pub struct Gateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Gateway {
+    /// Starts a gateway from configuration `yaml` (its `listen` is replaced by a free port).
+    ///
+    /// # Panics
+    /// When the configuration is invalid or the gateway cannot start: the test is wrong then.
+    pub async fn start(yaml: &str) -> Self {
+        Self::start_with_env(yaml, HashMap::new()).await
+    }
+
+    /// Like [`Gateway::start`], interpolating `${NAME}` from `env` only.
+    ///
+    /// # Panics
+    /// When the configuration is invalid or the gateway cannot start.
+    pub async fn start_with_env(yaml: &str, env: HashMap<String, String>) -> Self {
+        let mut config = match Config::parse(yaml, "test.yaml", env.clone()) {
+            Ok(config) => config,
+            Err(err) => panic!("test configuration is invalid: {err}"),
+        };
+        config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = match Server::bind(&config, &env).await {
+            Ok(server) => server,
+            Err(err) => panic!("gateway did not start: {err}"),
+        };
+        let addr = match server.local_addr() {
+            Ok(addr) => addr,
+            Err(err) => panic!("no local address: {err}"),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Self { addr, stop: Some(stop), task }
+    }
+
+    /// `http://127.0.0.1:PORT` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops accepting and waits (up to 5 s) for in-flight requests.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A plain HTTP client, as an application would use.
+///
+/// # Panics
+/// If the client cannot be built.
+pub fn client() -> reqwest::Client {
+    switchyard_providers::client::install_crypto_provider();
+    match reqwest::Client::builder().timeout(Duration::from_secs(30)).build() {
+        Ok(client) => client,
+        Err(err) => panic!("client: {err}"),
+    }
+}
+
+/// A YAML model entry for one OpenAI-dialect deployment at `base` (a mock's URL).
+pub fn openai_model(name: &str, upstream_model: &str, base: &str) -> String {
+    format!(
+        "  - name: {name}\n    deployments:\n      - provider: openai\n        model: {upstream_model}\n        api_base: {base}\n        api_key: sk-upstream-secret-0123456789\n"
+    )
+}
+
+/// Polls `check` every 10 ms until it holds or `within` passes; returns whether it held.
+pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

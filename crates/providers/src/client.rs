@@ -34,9 +34,10 @@ pub fn build_client(settings: &ClientSettings) -> Result<reqwest::Client, reqwes
         .build()
 }
 
-/// rustls needs one process-wide crypto provider; we use ring (no C toolchain beyond cc, and
-/// quick to build). Installing twice is harmless: the first one stays.
-fn install_crypto_provider() {
+/// Installs the process-wide rustls crypto provider (ring: quick to build, no C toolchain
+/// beyond cc). [`build_client`] calls it; call it yourself before building another reqwest
+/// client in the same process. Installing twice is harmless: the first one stays.
+pub fn install_crypto_provider() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         let _already_installed = rustls::crypto::ring::default_provider().install_default();
