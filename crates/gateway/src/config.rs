@@ -178,7 +178,7 @@ impl Config {
         let options = serde_saphyr::Options::default().with_properties(env.clone());
         let config: Config = serde_saphyr::from_str_with_options(text, options).map_err(|e| ConfigError {
             source_name: source_name.to_owned(),
-            problems: vec![e.to_string()],
+            problems: vec![explain_yaml_error(&e.to_string())],
         })?;
         let problems = config.problems(&env);
         if problems.is_empty() {
@@ -244,6 +244,11 @@ impl Config {
         }
         problems
     }
+}
+
+/// The YAML library calls `${NAME}` a property; our users know it as an environment variable.
+fn explain_yaml_error(message: &str) -> String {
+    message.replace("missing property", "environment variable not set:")
 }
 
 fn spanless<T>(value: T) -> Spanned<T> {
