@@ -1,0 +1,188 @@
+//! The request path of a mock server: record, apply a queued fault, authenticate, route to the
+//! dialect's handler.
+//!
+//! Routing is by path suffix, so one server answers OpenAI (`/v1/chat/completions`), prefix-less
+//! (`/chat/completions`) and Azure (`/openai/deployments/{name}/chat/completions?api-version=...`)
+//! clients alike. `GET /__stats` answers the counters as JSON for tools outside the process (the
+//! benchmark); it is not counted, recorded, faulted or authenticated.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::Fault;
+use crate::body::{EventSource, MockBody, SseStream, StreamHooks};
+use crate::openai;
+use crate::server::{ConnSignal, Shared};
+use crate::stats::bump;
+
+/// The path of the counters endpoint.
+const STATS_PATH: &str = "/__stats";
+
+/// What a handler needs to answer one request.
+pub(crate) struct Cx<'a> {
+    pub(crate) shared: &'a Arc<Shared>,
+    conn: &'a Arc<ConnSignal>,
+    /// Set by [`Fault::ResetMidStream`]: cut the answer after this many events.
+    reset_after: Option<usize>,
+}
+
+// === impl Cx ===
+
+impl Cx<'_> {
+    /// A streamed body over `source`, paced and hooked as the server is configured.
+    pub(crate) fn stream(&self, source: Box<dyn EventSource>) -> MockBody {
+        let config = &self.shared.config;
+        MockBody::Stream(Box::new(SseStream::new(
+            source,
+            StreamHooks {
+                counters: Arc::clone(&self.shared.counters),
+                conn: Arc::clone(self.conn),
+                ttft: config.ttft,
+                chunk_delay: config.chunk_delay,
+                close_after_stream: config.close_after_stream,
+                reset_after: self.reset_after,
+            },
+        )))
+    }
+}
+
+/// Answers one request. Never fails: every problem is an HTTP answer.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnSignal>,
+    request: Request<Incoming>,
+) -> Result<Response<MockBody>, Infallible> {
+    let (parts, body) = request.into_parts();
+    if parts.method == Method::GET && parts.uri.path() == STATS_PATH {
+        return Ok(stats(&shared));
+    }
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        // The client stopped sending mid-body; whatever we answer is unlikely to be read.
+        Err(_) => {
+            return Ok(openai::error(StatusCode::BAD_REQUEST, "Could not read the request body.", None));
+        }
+    };
+    bump(&shared.counters.requests);
+    shared.recorder.record(&parts, &body);
+
+    let mut reset_after = None;
+    match shared.faults.pop() {
+        Some(fault) => {
+            bump(&shared.counters.faults);
+            match fault {
+                Fault::Status { status, body } => return Ok(status_fault(status, &body)),
+                Fault::RateLimited { retry_after_secs } => return Ok(rate_limited(retry_after_secs)),
+                Fault::Hang => std::future::pending::<()>().await,
+                Fault::ResetBeforeHeaders => {
+                    conn.reset();
+                    std::future::pending::<()>().await;
+                }
+                Fault::ResetMidStream { after_chunks } => reset_after = Some(after_chunks),
+            }
+        }
+        None => {
+            if let Some(key) = &shared.config.api_key
+                && let Err(message) = authenticate(key, &parts.headers)
+            {
+                return Ok(openai::error(StatusCode::UNAUTHORIZED, message, Some("invalid_api_key")));
+            }
+        }
+    }
+
+    let cx = Cx { shared: &shared, conn: &conn, reset_after };
+    let path = parts.uri.path();
+    let response = match parts.method {
+        Method::POST if path.ends_with("/chat/completions") => {
+            delayed(&cx, openai::chat(&cx, path, &body)).await
+        }
+        Method::POST if path.ends_with("/embeddings") => {
+            delayed(&cx, openai::embeddings(&cx, path, &body)).await
+        }
+        Method::GET if path.ends_with("/models") => openai::models(),
+        _ => openai::not_found(&parts.method, path),
+    };
+    Ok(match reset_after {
+        Some(_) => response.map(|body| body.truncate(&conn)),
+        None => response,
+    })
+}
+
+/// Holds a whole (non-streamed) answer back for the configured delay; streams are paced by
+/// their own hooks and go out at once.
+async fn delayed(cx: &Cx<'_>, response: Response<MockBody>) -> Response<MockBody> {
+    let delay = cx.shared.config.delay;
+    if !delay.is_zero() && !response.body().is_stream() {
+        tokio::time::sleep(delay).await;
+    }
+    response
+}
+
+/// Accepts OpenAI's `Authorization: Bearer <key>` and Azure's `api-key: <key>`; otherwise says
+/// what is wrong.
+fn authenticate(key: &str, headers: &HeaderMap) -> Result<(), &'static str> {
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.as_bytes().strip_prefix(b"Bearer "))
+        .map(<[u8]>::trim_ascii);
+    let api_key = headers.get("api-key").map(HeaderValue::as_bytes);
+    if bearer.is_some_and(|k| k == key.as_bytes()) || api_key.is_some_and(|k| k == key.as_bytes()) {
+        Ok(())
+    } else if bearer.is_none() && api_key.is_none() {
+        Err("You didn't provide an API key. You need to provide your API key in an Authorization \
+             header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
+    } else {
+        Err("Incorrect API key provided. You can find your API key in the mock's configuration.")
+    }
+}
+
+fn stats(shared: &Shared) -> Response<MockBody> {
+    match serde_json::to_vec(&shared.counters.snapshot()) {
+        Ok(json) => json_response(StatusCode::OK, json),
+        Err(_) => openai::error(StatusCode::INTERNAL_SERVER_ERROR, "Could not encode the stats.", None),
+    }
+}
+
+fn status_fault(status: u16, body: &serde_json::Value) -> Response<MockBody> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    match serde_json::to_vec(body) {
+        Ok(json) => json_response(status, json),
+        Err(_) => {
+            openai::error(StatusCode::INTERNAL_SERVER_ERROR, "Could not encode the scripted body.", None)
+        }
+    }
+}
+
+fn rate_limited(retry_after_secs: u64) -> Response<MockBody> {
+    let message = format!(
+        "Rate limit reached for mock-gpt on requests per min (RPM): Limit 1, Used 1, Requested 1. \
+         Please try again in {retry_after_secs}s."
+    );
+    let mut response = openai::error_of_type(
+        StatusCode::TOO_MANY_REQUESTS,
+        &message,
+        "rate_limit_error",
+        Some("rate_limit_exceeded"),
+    );
+    let headers = response.headers_mut();
+    headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    headers.insert("x-ratelimit-remaining-requests", HeaderValue::from_static("0"));
+    if let Ok(reset) = HeaderValue::try_from(format!("{retry_after_secs}s")) {
+        headers.insert("x-ratelimit-reset-requests", reset);
+    }
+    response
+}
+
+/// A response with a JSON body.
+pub(crate) fn json_response(status: StatusCode, json: impl Into<Bytes>) -> Response<MockBody> {
+    let mut response = Response::new(MockBody::full(json));
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
