@@ -19,8 +19,10 @@ use futures_core::Stream;
 use futures_util::StreamExt;
 use http::{HeaderValue, StatusCode, header};
 use switchyard_types::{
+    json::Json,
     llm::{ChunkStream, ErrorClass, LlmError, LlmResponse, ResponseBody},
     openai::ChatCompletionChunk,
+    sse,
 };
 
 use crate::respond::{envelope, error_response};
@@ -31,8 +33,8 @@ pub const DEPLOYMENT_HEADER: &str = "x-switchyard-deployment";
 /// Encodes a response for an OpenAI-dialect client.
 pub async fn openai_response(response: LlmResponse) -> Response {
     let mut http = match response.body {
-        ResponseBody::Chat(completion) => json(&completion),
-        ResponseBody::Embeddings(embeddings) => json(&embeddings),
+        ResponseBody::Chat(completion) => json(completion.into_raw()),
+        ResponseBody::Embeddings(embeddings) => json(embeddings.into_raw()),
         ResponseBody::ChatStream(mut chunks) => match chunks.next().await {
             Some(Ok(first)) => sse(first, chunks),
             Some(Err(error)) => error_response(&error),
@@ -50,21 +52,13 @@ pub async fn openai_response(response: LlmResponse) -> Response {
     http
 }
 
-fn json<T: serde::Serialize>(body: &T) -> Response {
-    match serde_json::to_vec(body) {
-        Ok(bytes) => {
-            let mut response = Response::new(Body::from(bytes));
-            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response
-        }
-        Err(err) => error_response(&LlmError::new(
-            ErrorClass::Internal,
-            format!("could not encode the answer: {err}"),
-        )),
-    }
+fn json(body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
-fn sse(first: ChatCompletionChunk, rest: ChunkStream) -> Response {
+fn sse(first: Json<ChatCompletionChunk>, rest: ChunkStream) -> Response {
     let body = SseBody { first: Some(first), rest, finished: false };
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = StatusCode::OK;
@@ -78,7 +72,7 @@ fn sse(first: ChatCompletionChunk, rest: ChunkStream) -> Response {
 
 /// Chunks as SSE frames, then `data: [DONE]`; an error becomes an error event and ends it.
 struct SseBody {
-    first: Option<ChatCompletionChunk>,
+    first: Option<Json<ChatCompletionChunk>>,
     rest: ChunkStream,
     finished: bool,
 }
@@ -91,14 +85,14 @@ impl Stream for SseBody {
             return Poll::Ready(None);
         }
         if let Some(first) = self.first.take() {
-            return Poll::Ready(Some(Ok(data_frame(&first))));
+            return Poll::Ready(Some(Ok(chunk_frame(first.raw()))));
         }
         match self.rest.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(data_frame(&chunk)))),
+            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(chunk_frame(chunk.raw())))),
             Poll::Ready(Some(Err(error))) => {
                 self.finished = true;
                 tracing::warn!(error = %error, "stream failed after it started; ending it with an error event");
-                Poll::Ready(Some(Ok(data_frame(&envelope(&error)))))
+                Poll::Ready(Some(Ok(error_frame(&error))))
             }
             Poll::Ready(None) => {
                 self.finished = true;
@@ -109,21 +103,28 @@ impl Stream for SseBody {
     }
 }
 
-/// `data: <json>\n\n`. serde_json's compact output has no newlines, so one data line suffices.
-fn data_frame<T: serde::Serialize>(value: &T) -> Bytes {
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_slice(b"data: ");
-    let mut writer = buf.writer();
-    if serde_json::to_writer(&mut writer, value).is_err() {
-        // Serialising our own types cannot fail short of a bug; say so on the stream.
-        let mut buf = BytesMut::new();
-        buf.put_slice(
-            b"data: {\"error\":{\"message\":\"could not encode a chunk\",\"type\":\"api_error\"}}\n\n",
-        );
+/// `data: <chunk>\n\n`, the chunk's bytes as the provider sent them.
+fn chunk_frame(raw: &[u8]) -> Bytes {
+    if memchr::memchr2(b'\n', b'\r', raw).is_some() {
+        // A provider that pretty-printed its JSON: one data line per line keeps SSE framing.
+        let mut buf = BytesMut::with_capacity(raw.len() + 32);
+        sse::encode(&mut buf, None, &String::from_utf8_lossy(raw));
         return buf.freeze();
     }
-    let mut buf = writer.into_inner();
+    let mut buf = BytesMut::with_capacity(raw.len() + 8);
+    buf.put_slice(b"data: ");
+    buf.put_slice(raw);
     buf.put_slice(b"\n\n");
+    buf.freeze()
+}
+
+/// `data: {"error": ...}\n\n`, as OpenAI sends an error inside a stream.
+fn error_frame(error: &LlmError) -> Bytes {
+    let json = serde_json::to_string(&envelope(error)).unwrap_or_else(|_| {
+        r#"{"error":{"message":"the stream failed","type":"api_error","param":null,"code":null}}"#.to_owned()
+    });
+    let mut buf = BytesMut::with_capacity(json.len() + 8);
+    sse::encode(&mut buf, None, &json);
     buf.freeze()
 }
 
@@ -133,12 +134,10 @@ mod tests {
     use http_body_util::BodyExt;
     use serde_json::json;
 
-    fn chunk(content: &str) -> ChatCompletionChunk {
-        serde_json::from_value(
-            json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
-            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]}),
-        )
-        .expect("chunk")
+    fn chunk(content: &str) -> Json<ChatCompletionChunk> {
+        let value = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]});
+        Json::from_bytes(Bytes::from(value.to_string())).expect("chunk")
     }
 
     async fn body_text(response: Response) -> String {
@@ -181,5 +180,15 @@ mod tests {
         let text = body_text(response).await;
         assert!(text.contains(r#""error":{"message":"connection reset""#), "{text}");
         assert!(!text.contains("[DONE]"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_pretty_printed_chunk_keeps_sse_framing() {
+        let pretty = Json::from_bytes(Bytes::from_static(b"{\n  \"choices\": []\n}")).expect("valid");
+        let chunks: ChunkStream = Box::pin(futures_util::stream::iter([Ok(pretty)]));
+        let response =
+            openai_response(LlmResponse { body: ResponseBody::ChatStream(chunks), served_by: None }).await;
+        let text = body_text(response).await;
+        assert!(text.starts_with("data: {\ndata:   \"choices\": []\ndata: }\n\n"), "{text:?}");
     }
 }

@@ -14,7 +14,8 @@ use std::{
 use futures_core::future::BoxFuture;
 use serde_json::{Map, Value, json};
 use switchyard_types::{
-    llm::{LlmError, LlmRequest, LlmResponse, Operation, ResponseBody},
+    json::Json,
+    llm::{ErrorClass, LlmError, LlmRequest, LlmResponse, Operation, ResponseBody},
     openai::{ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingsResponse, Usage},
 };
 
@@ -48,34 +49,39 @@ impl tower::Service<LlmRequest> for MockProvider {
 
     fn call(&mut self, request: LlmRequest) -> Self::Future {
         let served_by = Some(Arc::clone(&self.label));
-        let body = match request.op {
-            Operation::Chat(chat) if chat.is_stream() => ResponseBody::ChatStream(Box::pin(
-                futures_util::stream::iter(stream_chunks(&chat).into_iter().map(Ok)),
-            )),
-            Operation::Chat(chat) => ResponseBody::Chat(complete(&chat)),
-            Operation::Embeddings(embeddings) => {
-                let inputs = match &embeddings.input {
-                    Value::Array(items) => items.iter().map(Value::to_string).collect(),
-                    other => vec![other.to_string()],
-                };
-                let prompt_tokens = inputs.iter().map(|t| estimate_tokens(t)).sum();
-                ResponseBody::Embeddings(EmbeddingsResponse {
-                    object: "list".into(),
-                    data: inputs
-                        .iter()
-                        .enumerate()
-                        .map(|(index, text)| {
-                            json!({"object": "embedding", "index": index, "embedding": pseudo_embedding(text)})
-                        })
-                        .collect(),
-                    model: embeddings.model,
-                    usage: Some(usage(prompt_tokens, 0)),
-                    extra: Map::new(),
-                })
-            }
-        };
-        Box::pin(async move { Ok(LlmResponse { body, served_by }) })
+        let answer = answer(request.op).map(|body| LlmResponse { body, served_by }).map_err(|e| {
+            LlmError::new(ErrorClass::Internal, format!("the mock could not encode its answer: {e}"))
+        });
+        Box::pin(async move { answer })
     }
+}
+
+fn answer(op: Operation) -> Result<ResponseBody, serde_json::Error> {
+    Ok(match op {
+        Operation::Chat(chat) if chat.is_stream() => {
+            let chunks = stream_chunks(&chat).iter().map(Json::from_typed).collect::<Result<Vec<_>, _>>()?;
+            ResponseBody::ChatStream(Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok))))
+        }
+        Operation::Chat(chat) => ResponseBody::Chat(Json::from_typed(&complete(&chat))?),
+        Operation::Embeddings(embeddings) => {
+            let inputs: Vec<String> = match &embeddings.input {
+                Value::Array(items) => items.iter().map(Value::to_string).collect(),
+                other => vec![other.to_string()],
+            };
+            let prompt_tokens = inputs.iter().map(|t| estimate_tokens(t)).sum();
+            ResponseBody::Embeddings(Json::from_typed(&EmbeddingsResponse {
+                object: "list".into(),
+                data: inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(index, text)| json!({"object": "embedding", "index": index, "embedding": pseudo_embedding(text)}))
+                    .collect(),
+                model: embeddings.model,
+                usage: Some(usage(prompt_tokens, 0)),
+                extra: Map::new(),
+            })?)
+        }
+    })
 }
 
 fn reply_text(chat: &ChatCompletionRequest) -> String {
@@ -196,6 +202,7 @@ mod tests {
     async fn answers_complete_and_says_it_is_the_mock() {
         let response = MockProvider::default().oneshot(chat(false)).await.expect("mock answers");
         let ResponseBody::Chat(completion) = response.body else { panic!("expected a complete answer") };
+        let completion = completion.parse().expect("a valid completion");
         let content = completion.choices[0]["message"]["content"].as_str().unwrap_or_default();
         assert!(content.contains("built-in mock") && content.contains("hello"), "{content}");
         let usage = completion.usage.expect("usage");
@@ -206,7 +213,8 @@ mod tests {
     async fn streams_words_then_finish_then_usage() {
         let response = MockProvider::default().oneshot(chat(true)).await.expect("mock answers");
         let ResponseBody::ChatStream(stream) = response.body else { panic!("expected a stream") };
-        let chunks: Vec<_> = stream.map(|c| c.expect("chunk")).collect().await;
+        let chunks: Vec<_> =
+            stream.map(|c| c.expect("chunk").parse().expect("a valid chunk")).collect().await;
         assert!(chunks.len() > 5);
         let last = chunks.last().expect("chunks");
         assert!(last.choices.is_empty() && last.usage.is_some());

@@ -23,8 +23,9 @@ use futures_core::{Stream, future::BoxFuture};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use pin_project_lite::pin_project;
 use switchyard_types::{
+    json::Json,
     llm::{ErrorClass, LlmError, LlmRequest, LlmResponse, Operation, ResponseBody},
-    openai::{ChatCompletion, ChatCompletionChunk, EmbeddingsResponse},
+    openai::ChatCompletionChunk,
     sse::{DONE, SseDecoder, SseEvent},
 };
 
@@ -79,8 +80,8 @@ pub struct OpenAiCompatible {
 struct Inner {
     client: reqwest::Client,
     settings: OpenAiSettings,
-    chat_url: String,
-    embeddings_url: String,
+    chat_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
     headers: HeaderMap,
 }
 
@@ -96,6 +97,9 @@ pub enum SettingsError {
     /// Azure needs a deployment name as `model`.
     #[error("Azure deployments need `model`: the Azure deployment name")]
     MissingDeployment,
+    /// The base URL does not parse.
+    #[error("`{0}` is not a valid URL: {1}")]
+    InvalidUrl(String, String),
 }
 
 // === impl OpenAiCompatible ===
@@ -116,6 +120,11 @@ impl OpenAiCompatible {
                 )
             }
         };
+        // Parsed once here: parsing a URL per request costs more than the rest of building it.
+        let parse = |url: String| {
+            reqwest::Url::parse(&url).map_err(|e| SettingsError::InvalidUrl(url, e.to_string()))
+        };
+        let (chat_url, embeddings_url) = (parse(chat_url)?, parse(embeddings_url)?);
         let mut headers = settings.headers.clone();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(key) = &settings.api_key {
@@ -182,18 +191,21 @@ impl Inner {
             Operation::Chat(_) if stream => {
                 ResponseBody::ChatStream(Box::pin(SseChunks::new(response.bytes_stream(), self.label())))
             }
-            Operation::Chat(_) => ResponseBody::Chat(self.read_json::<ChatCompletion>(response).await?),
-            Operation::Embeddings(_) => {
-                ResponseBody::Embeddings(self.read_json::<EmbeddingsResponse>(response).await?)
-            }
+            Operation::Chat(_) => ResponseBody::Chat(self.read_json(response).await?),
+            Operation::Embeddings(_) => ResponseBody::Embeddings(self.read_json(response).await?),
         };
         Ok(LlmResponse { body, served_by })
     }
 
-    async fn execute(&self, url: &str, body: Bytes, stream: bool) -> Result<reqwest::Response, LlmError> {
+    async fn execute(
+        &self,
+        url: &reqwest::Url,
+        body: Bytes,
+        stream: bool,
+    ) -> Result<reqwest::Response, LlmError> {
         let mut fresh_retry_left = true;
         loop {
-            let mut builder = self.client.post(url).headers(self.headers.clone()).body(body.clone());
+            let mut builder = self.client.post(url.clone()).headers(self.headers.clone()).body(body.clone());
             if stream {
                 builder = builder.header(header::ACCEPT, "text/event-stream");
             }
@@ -208,12 +220,9 @@ impl Inner {
         }
     }
 
-    async fn read_json<T: serde::de::DeserializeOwned>(
-        &self,
-        response: reqwest::Response,
-    ) -> Result<T, LlmError> {
+    async fn read_json<T>(&self, response: reqwest::Response) -> Result<Json<T>, LlmError> {
         let bytes = response.bytes().await.map_err(|e| self.transport_error(&e))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
+        Json::from_bytes(bytes).map_err(|e| {
             LlmError::new(
                 ErrorClass::UpstreamServer,
                 format!("{} answered with a body that is not a valid OpenAI response: {e}", self.label()),
@@ -386,7 +395,7 @@ where
     S: Stream<Item = Result<Bytes, E>>,
     E: std::error::Error,
 {
-    type Item = Result<ChatCompletionChunk, LlmError>;
+    type Item = Result<Json<ChatCompletionChunk>, LlmError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
@@ -397,7 +406,7 @@ where
                     this.events.clear();
                     return Poll::Ready(None);
                 }
-                return Poll::Ready(Some(parse_chunk(&event.data, this.label, this.finished_choice)));
+                return Poll::Ready(Some(parse_chunk(event.data, this.label, this.finished_choice)));
             }
             if *this.done {
                 return Poll::Ready(None);
@@ -431,29 +440,26 @@ where
     }
 }
 
-fn parse_chunk(data: &str, label: &str, finished_choice: &mut bool) -> Result<ChatCompletionChunk, LlmError> {
-    match serde_json::from_str::<ChatCompletionChunk>(data) {
-        Ok(chunk) => {
-            if chunk.choices.iter().any(|c| c.get("finish_reason").is_some_and(|r| !r.is_null())) {
-                *finished_choice = true;
-            }
-            if let Some(error) = chunk.extra.get("error") {
-                let (message, _code) = upstream_message(error.to_string().as_bytes());
-                return Err(LlmError::new(
-                    ErrorClass::UpstreamServer,
-                    format!("{label} sent an error mid-stream: {message}"),
-                ));
-            }
-            Ok(chunk)
-        }
-        Err(_) => {
-            let (message, _) = upstream_message(data.as_bytes());
-            Err(LlmError::new(
-                ErrorClass::UpstreamServer,
-                format!("{label} sent an event that is not a chat chunk: {message}"),
-            ))
-        }
+fn parse_chunk(
+    data: String,
+    label: &str,
+    finished_choice: &mut bool,
+) -> Result<Json<ChatCompletionChunk>, LlmError> {
+    let chunk = Json::from_bytes(Bytes::from(data)).map_err(|e| {
+        LlmError::new(
+            ErrorClass::UpstreamServer,
+            format!("{label} sent an event that is not a JSON chunk: {e}"),
+        )
+    })?;
+    if chunk.is_error() {
+        let (message, _code) = upstream_message(chunk.raw());
+        return Err(LlmError::new(
+            ErrorClass::UpstreamServer,
+            format!("{label} sent an error mid-stream: {message}"),
+        ));
     }
+    *finished_choice |= chunk.has_finish_reason();
+    Ok(chunk)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //!   for fields the gateway does not model.
 //! - [`sse`]: an incremental server-sent-events decoder and an encoder.
 //! - [`error`]: the OpenAI error envelope.
+//! - [`json`]: a document kept as received, with the facts the gateway acts on.
 //! - [`llm`]: the request, response and error every layer of the stack passes along.
 //!
 //! This crate knows nothing of HTTP clients, servers or configuration: it is the vocabulary the
@@ -20,6 +21,7 @@
 //! ```
 
 pub mod error;
+pub mod json;
 pub mod llm;
 pub mod openai;
 pub mod sse;

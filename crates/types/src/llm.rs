@@ -8,6 +8,7 @@ use std::{fmt, pin::Pin, sync::Arc, time::Duration};
 
 use futures_core::Stream;
 
+use crate::json::Json;
 use crate::openai::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingsRequest, EmbeddingsResponse,
 };
@@ -79,18 +80,19 @@ impl fmt::Debug for LlmResponse {
     }
 }
 
-/// A response body.
+/// A response body. Documents are kept as received ([`Json`]): same-dialect traffic forwards
+/// the provider's bytes, and translation parses them when it needs to.
 pub enum ResponseBody {
     /// A complete chat completion.
-    Chat(ChatCompletion),
+    Chat(Json<ChatCompletion>),
     /// Chat completion chunks, each yielded as soon as the provider sent it.
     ChatStream(ChunkStream),
     /// Embeddings.
-    Embeddings(EmbeddingsResponse),
+    Embeddings(Json<EmbeddingsResponse>),
 }
 
 /// A stream of chat completion chunks. Dropping it cancels the upstream request.
-pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatCompletionChunk, LlmError>> + Send>>;
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Json<ChatCompletionChunk>, LlmError>> + Send>>;
 
 /// Why a request failed, classified so that layers can act on it without knowing the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -134,10 +134,8 @@ impl SseDecoder {
             }
             b"event" => self.pending.event = Some(value.into_owned()),
             b"id" if !value.contains('\0') => self.pending.id = Some(value.into_owned()),
-            b"retry" => {
-                if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-                    self.pending.retry = value.parse().ok();
-                }
+            b"retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                self.pending.retry = value.parse().ok();
             }
             _ => {}
         }
