@@ -50,6 +50,8 @@ options:
   --gw-cpu N           core of the gateway (default 1)
   --load-cpu N         core of the load generator, mock and orchestrator (default 0)
   --no-write           print the table; do not write docs/benchmarks.md
+  --no-build           use the release binaries already built (switchyard, switchyard-mock,
+                       switchyard-sse-probe) instead of running cargo build --release
   --smoke              CI mode: direct + switchyard, 1 s cells, c=1 and 8, no installs,
                        prints the table, fails if any validation or cell fails
 
@@ -72,6 +74,7 @@ pub(crate) struct Opts {
     gw_cpu: String,
     load_cpu: String,
     write_docs: bool,
+    build: bool,
 }
 
 impl Default for Opts {
@@ -89,6 +92,7 @@ impl Default for Opts {
             gw_cpu: "1".to_owned(),
             load_cpu: "0".to_owned(),
             write_docs: true,
+            build: true,
         }
     }
 }
@@ -160,6 +164,7 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>> {
             "--gw-cpu" => o.gw_cpu = cpu_arg(value()?)?,
             "--load-cpu" => o.load_cpu = cpu_arg(value()?)?,
             "--no-write" => o.write_docs = false,
+            "--no-build" => o.build = false,
             other => bail!("unknown argument `{other}`\n\n{HELP}"),
         }
     }
@@ -348,6 +353,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         session: procs::own_session(),
     };
 
+    // Install and configure everything first, so that no install runs between measurements.
+    let prepared: Vec<Target> = opts.targets.iter().map(|name| targets::prepare(name, &env)).collect();
     let background_at_start = background_cores(&env, Duration::from_secs(1));
     let mock_args =
         ["--delay-ms", "0", "--ttft-ms", "0", "--chunk-ms", "5", "--chunks", "20", "--threads", "1"];
@@ -379,10 +386,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     wait_mock(&mut mock)?;
 
     let mut results: Vec<TargetResult> = Vec::new();
-    for name in &opts.targets {
-        let t = targets::prepare(name, &env);
+    for t in &prepared {
+        let name = &t.name;
         eprintln!("bench: === {name} ({})", if t.version.is_empty() { "?" } else { &t.version });
-        let r = bench_target(&env, &opts, &t, &mut mock);
+        let r = bench_target(&env, &opts, t, &mut mock);
         match &r.status {
             Status::Measured => {}
             Status::NotMeasured(why) => eprintln!("bench: {name}: not measured: {why}"),
@@ -477,19 +484,21 @@ fn apt_install(pkgs: &[&str], log_dir: &std::path::Path) -> std::result::Result<
 /// Builds the mock and the probe (required) and, if it is a target, Switchyard (optional: a
 /// build failure makes it "not measured", except in the smoke run, where it is an error).
 fn build_binaries(opts: &Opts, release_dir: &std::path::Path) -> Result<(PathBuf, PathBuf, Option<String>)> {
-    eprintln!("bench: cargo build --release -p switchyard-testkit -p switchyard-loadgen");
-    let ok = run_inherit(
-        Command::new(cargo())
-            .args(["build", "--release", "-p", "switchyard-testkit", "-p", "switchyard-loadgen"])
-            .current_dir(repo_root()),
-    )?;
-    ensure!(ok, "building the mock (switchyard-testkit) and the probe (switchyard-loadgen) failed");
+    if opts.build {
+        eprintln!("bench: cargo build --release -p switchyard-testkit -p switchyard-loadgen");
+        let ok = run_inherit(
+            Command::new(cargo())
+                .args(["build", "--release", "-p", "switchyard-testkit", "-p", "switchyard-loadgen"])
+                .current_dir(repo_root()),
+        )?;
+        ensure!(ok, "building the mock (switchyard-testkit) and the probe (switchyard-loadgen) failed");
+    }
     let (probe, mock) = (release_dir.join("switchyard-sse-probe"), release_dir.join("switchyard-mock"));
     for b in [&probe, &mock] {
-        ensure!(b.is_file(), "{} is missing after the build", b.display());
+        ensure!(b.is_file(), "{} is missing (build it with cargo build --release)", b.display());
     }
     let mut sy_error = None;
-    if opts.targets.contains(&"switchyard") {
+    if opts.build && opts.targets.contains(&"switchyard") {
         eprintln!("bench: cargo build --release -p switchyard");
         let ok = run_inherit(
             Command::new(cargo()).args(["build", "--release", "-p", "switchyard"]).current_dir(repo_root()),
