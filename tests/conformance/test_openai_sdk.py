@@ -531,11 +531,6 @@ def test_provider_rejection_is_a_bad_request(client: openai.OpenAI) -> None:
     assert "'dimensions'" in error["message"], error["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug, reported: a provider's 4xx loses its error `param` (providers/src/openai.rs "
-    "error_from never sets LlmError::param); remove this mark when fixed",
-)
 def test_provider_rejection_keeps_the_param(client: openai.OpenAI) -> None:
     """OpenAI names the offending parameter in `param`; a same-dialect gateway keeps it."""
     with pytest.raises(openai.BadRequestError) as caught:

@@ -40,6 +40,7 @@ pub fn envelope(error: &LlmError) -> ErrorEnvelope {
     if error.class == ErrorClass::NotFound && error.param.as_deref() != Some("model") {
         code = "not_found";
     }
+    let code = error.code.as_deref().unwrap_or(code);
     let envelope = ErrorEnvelope::new(error.message.clone(), kind, Some(code));
     match &error.param {
         Some(param) => envelope.with_param(param.clone()),

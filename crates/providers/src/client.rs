@@ -31,6 +31,9 @@ pub fn build_client(settings: &ClientSettings) -> Result<reqwest::Client, reqwes
         .connect_timeout(settings.connect_timeout)
         .pool_idle_timeout(settings.pool_idle_timeout)
         .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+        // A gateway answers with what the provider said; following a redirect could send the
+        // provider key to another host.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
 }
 

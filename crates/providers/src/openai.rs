@@ -260,12 +260,26 @@ impl Inner {
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let body = response.bytes().await.unwrap_or_default();
-        let (message, code) = upstream_message(&body);
-        let message = redact(&message, self.settings.api_key.as_deref());
-        let class = classify(status, code.as_deref(), &message);
-        LlmError::new(class, format!("{} answered {}: {}", self.settings.label, status.as_u16(), message))
-            .with_upstream_status(status.as_u16())
-            .with_retry_after(retry_after)
+        let upstream = upstream_error(&body);
+        let message = redact(&upstream.message, self.settings.api_key.as_deref());
+        let class = classify(status, upstream.code.as_deref(), &message);
+        let mut error = LlmError::new(
+            class,
+            format!("{} answered {}: {}", self.settings.label, status.as_u16(), message),
+        )
+        .with_upstream_status(status.as_u16())
+        .with_retry_after(retry_after);
+        // The client's mistake as the provider named it: keep its parameter and code, so that
+        // SDKs (BadRequestError.param) and clients see what the provider said.
+        if status.is_client_error() {
+            if let Some(param) = upstream.param {
+                error = error.with_param(param);
+            }
+            if let Some(code) = upstream.code {
+                error = error.with_code(code);
+            }
+        }
+        error
     }
 }
 
@@ -289,17 +303,25 @@ pub fn classify(status: StatusCode, code: Option<&str>, message: &str) -> ErrorC
     }
 }
 
-/// The message and code of a provider's error body, whatever shape it has: OpenAI's
-/// `{"error":{"message","code"}}`, `{"error":"..."}`, `{"message":"..."}`, `{"detail":"..."}`,
-/// or plain text.
-fn upstream_message(body: &[u8]) -> (String, Option<String>) {
+/// What a provider's error body says.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct UpstreamError {
+    message: String,
+    code: Option<String>,
+    param: Option<String>,
+}
+
+/// Reads a provider's error body, whatever shape it has: OpenAI's
+/// `{"error":{"message","type","param","code"}}`, `{"error":"..."}`, `{"message":"..."}`,
+/// `{"detail":"..."}`, or plain text.
+fn upstream_error(body: &[u8]) -> UpstreamError {
     let text = || {
         let text = String::from_utf8_lossy(body);
         let text = text.trim();
         if text.is_empty() { "(empty body)".to_owned() } else { truncate(text, 500).to_owned() }
     };
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return (text(), None);
+        return UpstreamError { message: text(), ..UpstreamError::default() };
     };
     let as_string = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
     let error = value.get("error");
@@ -307,9 +329,11 @@ fn upstream_message(body: &[u8]) -> (String, Option<String>) {
         .or_else(|| as_string(error))
         .or_else(|| as_string(value.get("message")))
         .or_else(|| as_string(value.get("detail")));
-    let code =
-        as_string(error.and_then(|e| e.get("code"))).or_else(|| as_string(error.and_then(|e| e.get("type"))));
-    (message.unwrap_or_else(text), code)
+    UpstreamError {
+        message: message.unwrap_or_else(text),
+        code: as_string(error.and_then(|e| e.get("code"))),
+        param: as_string(error.and_then(|e| e.get("param"))),
+    }
 }
 
 fn truncate(text: &str, max: usize) -> &str {
@@ -452,7 +476,7 @@ fn parse_chunk(
         )
     })?;
     if chunk.is_error() {
-        let (message, _code) = upstream_message(chunk.raw());
+        let message = upstream_error(chunk.raw()).message;
         return Err(LlmError::new(
             ErrorClass::UpstreamServer,
             format!("{label} sent an error mid-stream: {message}"),
@@ -489,14 +513,20 @@ mod tests {
     fn reads_every_error_body_shape() {
         let openai =
             br#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#;
+        let read = upstream_error(openai);
         assert_eq!(
-            upstream_message(openai),
-            ("Rate limit reached".into(), Some("rate_limit_exceeded".into()))
+            (read.message.as_str(), read.code.as_deref()),
+            ("Rate limit reached", Some("rate_limit_exceeded"))
         );
-        assert_eq!(upstream_message(br#"{"error":"model not loaded"}"#).0, "model not loaded");
-        assert_eq!(upstream_message(br#"{"detail":"Not Found"}"#).0, "Not Found");
-        assert_eq!(upstream_message(b"Bad Gateway").0, "Bad Gateway");
-        assert_eq!(upstream_message(b"").0, "(empty body)");
+        let with_param = upstream_error(
+            br#"{"error":{"message":"bad n","type":"invalid_request_error","param":"n","code":null}}"#,
+        );
+        assert_eq!(with_param.param.as_deref(), Some("n"));
+        assert_eq!(with_param.code, None);
+        assert_eq!(upstream_error(br#"{"error":"model not loaded"}"#).message, "model not loaded");
+        assert_eq!(upstream_error(br#"{"detail":"Not Found"}"#).message, "Not Found");
+        assert_eq!(upstream_error(b"Bad Gateway").message, "Bad Gateway");
+        assert_eq!(upstream_error(b"").message, "(empty body)");
     }
 
     #[test]

@@ -107,12 +107,22 @@ pub struct LlmError {
     pub retry_after: Option<Duration>,
     /// The request parameter at fault, when the error is the client's.
     pub param: Option<String>,
+    /// A machine-readable code to pass on (a provider's own, e.g. `invalid_value`); when
+    /// absent, the gateway derives one from the class.
+    pub code: Option<String>,
 }
 
 impl LlmError {
     /// An error of the given class with a message.
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        Self { class, message: message.into(), upstream_status: None, retry_after: None, param: None }
+        Self {
+            class,
+            message: message.into(),
+            upstream_status: None,
+            retry_after: None,
+            param: None,
+            code: None,
+        }
     }
 
     /// Records the provider's HTTP status.
@@ -130,6 +140,12 @@ impl LlmError {
     /// Names the request parameter at fault.
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
+        self
+    }
+
+    /// Sets the machine-readable code to pass on.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
         self
     }
 }
