@@ -18,9 +18,10 @@ pub struct MockConfig {
     /// Number of content chunks in a stream, which is also the number of completion tokens of
     /// every text answer, streamed or not (`max_tokens` lowers it, with `finish_reason: "length"`).
     pub chunks: usize,
-    /// Close the TCP connection right after a streamed response completes, without announcing it
-    /// with `Connection: close`: llama.cpp's server does this, and a client's pooled connection
-    /// then goes stale under it.
+    /// Close the TCP connection a moment (10 ms) after a streamed response completes, without
+    /// announcing it with `Connection: close`, leaving any request that arrived on it meanwhile
+    /// unanswered: llama.cpp's server does this, and a client's pooled connection then goes
+    /// stale under it.
     pub close_after_stream: bool,
     /// When set, every request must carry `Authorization: Bearer <key>` or `api-key: <key>`
     /// (Azure's header); others get a 401 in the OpenAI error envelope. `GET /__stats` and

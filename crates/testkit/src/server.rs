@@ -55,6 +55,9 @@ pub(crate) struct ConnSignal {
     notify: Notify,
 }
 
+/// How long a connection stays open after a streamed response when `close_after_stream` is set.
+const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_millis(10);
+
 const NO_ACTION: u8 = 0;
 const CLOSE: u8 = 1;
 const RESET: u8 = 2;
@@ -176,6 +179,11 @@ impl ConnSignal {
     fn resetting(&self) -> bool {
         self.action.load(Ordering::Acquire) == RESET
     }
+
+    /// Whether the connection is closing: a request read now is never answered.
+    pub(crate) fn closing(&self) -> bool {
+        self.action.load(Ordering::Acquire) == CLOSE
+    }
 }
 
 // === impl ConnIo ===
@@ -281,7 +289,19 @@ async fn serve_connection(
             () = signal.notify.notified() => match signal.action.load(Ordering::Acquire) {
                 // Dropping the connection drops `ConnIo`, which resets the socket.
                 RESET => return,
-                CLOSE => connection.as_mut().graceful_shutdown(),
+                CLOSE => {
+                    // Like llama.cpp's server: the socket closes a moment after the stream
+                    // ends, with no `Connection: close`; a request the client sent on it in
+                    // the meantime is read but never answered. That window is what makes a
+                    // pooled connection go stale under a client's feet.
+                    let linger = tokio::time::sleep(CLOSE_LINGER);
+                    tokio::pin!(linger);
+                    tokio::select! {
+                        biased;
+                        _ = connection.as_mut() => return,
+                        () = linger => return,
+                    }
+                }
                 _ => {}
             },
         }

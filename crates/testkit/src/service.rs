@@ -58,6 +58,11 @@ pub(crate) async fn handle(
     conn: Arc<ConnSignal>,
     request: Request<Incoming>,
 ) -> Result<Response<MockBody>, Infallible> {
+    if conn.closing() {
+        // The server is closing this connection (close_after_stream): like llama.cpp's, it
+        // leaves a request that arrived meanwhile unanswered, and the close ends it.
+        return std::future::pending().await;
+    }
     let (parts, body) = request.into_parts();
     if parts.method == Method::GET && parts.uri.path() == STATS_PATH {
         return Ok(stats(&shared));
