@@ -3,7 +3,13 @@
 //! It parses arguments, sets up logging and the runtime, and calls the gateway crate; all
 //! behaviour lives there.
 
-use std::{collections::HashMap, net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Duration,
+};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use switchyard_gateway::{config::Config, server::Server};
@@ -197,7 +203,7 @@ async fn shutdown_signal() {
 }
 
 #[allow(clippy::print_stdout, reason = "`check` reports to the terminal by design")]
-fn check(path: &PathBuf) -> ExitCode {
+fn check(path: &Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             println!("{} is valid.", path.display());
