@@ -290,23 +290,24 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
 
     let target = target_dir()?;
-    let stamp = utc_now(true)?;
-    let run_dir = target.join("bench").join(&stamp);
-    let (conf_dir, log_dir) = (run_dir.join("conf"), run_dir.join("logs"));
-    for d in [&conf_dir, &log_dir] {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    }
     let bench_home = std::env::var_os("SWITCHYARD_BENCH_HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::ci::home_dir().join(".cache/switchyard-bench"));
     let release_dir = target.join("release");
+    std::fs::create_dir_all(target.join("bench")).context("creating <target-dir>/bench")?;
     let pidfile = target.join("bench").join("running.pids");
+    // Processes left by an interrupted run would hold the ports: stop them first.
     procs::reap_stale(&pidfile, &[release_dir.clone(), bench_home.clone(), target.join("bench")]);
-    eprintln!("bench: run folder {}", run_dir.display());
+    check_ports(&opts.targets)?;
 
+    let run_dir = target.join("bench").join(utc_now(true)?);
+    let (conf_dir, log_dir) = (run_dir.join("conf"), run_dir.join("logs"));
+    for d in [&conf_dir, &log_dir] {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+    }
+    eprintln!("bench: run folder {}", run_dir.display());
     // The orchestrator (and the threads it starts) stays on the load core.
     procs::pin_self(&opts.load_cpu)?;
-    check_ports(&opts.targets)?;
 
     // Tools from Debian: only in the full run, and only what is missing.
     let mut apt_failure = None;
