@@ -86,7 +86,10 @@ impl Proc {
     /// SIGTERM to the group, up to `grace` for it to exit, then SIGKILL to what is left.
     pub(crate) fn stop(&mut self, grace: Duration) {
         if self.exited().is_none() || !pids_in_group(self.pgid).is_empty() {
-            signal_group(self.pgid, "TERM");
+            if !signal_group(self.pgid, "TERM") {
+                // No `kill` command: SIGKILL the leader, the one signal std can send.
+                let _ = self.child.kill();
+            }
             let deadline = Instant::now() + grace;
             while Instant::now() < deadline {
                 let leader_gone = self.exited().is_some();
@@ -96,7 +99,7 @@ impl Proc {
                 std::thread::sleep(Duration::from_millis(50));
             }
             if !pids_in_group(self.pgid).is_empty() {
-                signal_group(self.pgid, "KILL");
+                let _ = signal_group(self.pgid, "KILL");
                 let _ = self.child.kill();
             }
         }
@@ -111,13 +114,15 @@ impl Drop for Proc {
     }
 }
 
-fn signal_group(pgid: u32, sig: &str) {
+/// Sends `sig` to process group `pgid`; false when the `kill` command could not be run.
+fn signal_group(pgid: u32, sig: &str) -> bool {
     // `kill` from procps: a negative id addresses the process group.
-    let _ = Command::new("kill")
+    Command::new("kill")
         .args(["-s", sig, "--", &format!("-{pgid}")])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status();
+        .status()
+        .is_ok()
 }
 
 fn record_pid(pidfile: &Path, pgid: u32, name: &str) {
@@ -151,9 +156,11 @@ pub(crate) fn reap_stale(pidfile: &Path, ours: &[PathBuf]) {
             || cmdline.contains("nginx: master process");
         if is_ours && !pids_in_group(pgid).is_empty() {
             eprintln!("bench: stopping process group {pgid} left by an earlier run ({})", line.trim());
-            signal_group(pgid, "TERM");
+            let _ = signal_group(pgid, "TERM");
             std::thread::sleep(Duration::from_millis(500));
-            signal_group(pgid, "KILL");
+            if !pids_in_group(pgid).is_empty() {
+                let _ = signal_group(pgid, "KILL");
+            }
         }
     }
     let _ = std::fs::remove_file(pidfile);
