@@ -2,7 +2,10 @@
 //!
 //! It opens `--concurrency` keep-alive HTTP/1.1 connections to a loopback URL and on each sends
 //! requests back to back for `--duration` seconds, after `--warmup` seconds that are not
-//! recorded. For every request it records the time to the response headers, to the first body
+//! recorded. With `--interval-ms N` (default 0: back to back) each connection instead waits N ms
+//! after a request completes before it sends the next one, so that the server idles between
+//! requests the way it does under sparse, real-world LLM traffic; the wait is not part of any
+//! measured latency. For every request it records the time to the response headers, to the first body
 //! byte (for a stream: the first SSE event) and to the end of the body. A stream counts as
 //! successful only when it ends with `data: [DONE]`; its events are decoded with
 //! [`switchyard_types::sse::SseDecoder`], so the probe sees what a client would see.
@@ -16,6 +19,7 @@
 //!
 //! ```text
 //! switchyard-sse-probe --url http://127.0.0.1:18110/v1/chat/completions -c 16 --duration 10
+//! switchyard-sse-probe --url http://127.0.0.1:18110/v1/chat/completions --mode json --interval-ms 20
 //! ```
 
 use std::io::Write as _;
@@ -54,7 +58,12 @@ enum Mode {
 #[command(
     name = "switchyard-sse-probe",
     version,
-    about = "Closed-loop load probe for chat completions (loopback only)"
+    about = "Closed-loop load probe for chat completions (loopback only)",
+    long_about = "Closed-loop load probe for chat completions (loopback only). Each of --concurrency \
+                  keep-alive connections sends one request at a time, back to back, or with \
+                  --interval-ms N waits N ms after each response before the next request (sparse \
+                  traffic; the wait is not measured). Prints one JSON object of counts and timings \
+                  in microseconds."
 )]
 struct Args {
     /// Target URL, `http://127.0.0.1:PORT/path` (loopback only).
@@ -81,7 +90,14 @@ struct Args {
     /// Seconds after which one request counts as failed.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
+    /// Milliseconds each connection waits after a request completes before sending the next
+    /// (not part of the measured latency); 0 sends back to back (closed loop). At most 60000.
+    #[arg(long, default_value_t = 0)]
+    interval_ms: u64,
 }
+
+/// Longest `--interval-ms`.
+const MAX_INTERVAL_MS: u64 = 60_000;
 
 /// Where and what to send, shared by every connection.
 #[derive(Debug)]
@@ -93,6 +109,8 @@ struct Target {
     headers: Vec<(String, String)>,
     mode: Mode,
     timeout: Duration,
+    /// Pause after each request on a connection (zero: back to back).
+    interval: Duration,
 }
 
 /// Measurements of one connection, merged at the end.
@@ -177,6 +195,9 @@ fn parse_target(args: &Args) -> Result<Target, String> {
     if !(args.timeout > 0.0 && args.timeout <= 600.0) {
         return Err("--timeout must be in (0, 600] seconds".to_owned());
     }
+    if args.interval_ms > MAX_INTERVAL_MS {
+        return Err(format!("--interval-ms must be in [0, {MAX_INTERVAL_MS}]"));
+    }
     Ok(Target {
         host,
         port,
@@ -185,6 +206,7 @@ fn parse_target(args: &Args) -> Result<Target, String> {
         headers,
         mode: args.mode,
         timeout: Duration::from_secs_f64(args.timeout),
+        interval: Duration::from_millis(args.interval_ms),
     })
 }
 
@@ -280,7 +302,14 @@ async fn worker(t: std::sync::Arc<Target>, record_from: Instant, stop_at: Instan
             continue;
         }
         let record = Instant::now() >= record_from;
-        let outcome = match tokio::time::timeout(t.timeout, one_request(&t, conn)).await {
+        let outcome = tokio::time::timeout(t.timeout, one_request(&t, conn)).await;
+        // The pause between requests (--interval-ms) starts when a request has completed; it is
+        // outside every measured span, and never runs past the end of the load.
+        let pause = pause_after(t.interval, Instant::now(), stop_at);
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+        let outcome = match outcome {
             Ok(o) => o,
             Err(_) => {
                 if record {
@@ -314,6 +343,12 @@ async fn worker(t: std::sync::Arc<Target>, record_from: Instant, stop_at: Instan
         }
     }
     s
+}
+
+/// How long a connection waits after a request that completed at `now`: `interval`, cut short
+/// at `stop_at`.
+fn pause_after(interval: Duration, now: Instant, stop_at: Instant) -> Duration {
+    interval.min(stop_at.saturating_duration_since(now))
 }
 
 fn micros(d: Duration) -> u64 {
@@ -381,6 +416,7 @@ fn main() -> std::process::ExitCode {
     let out = serde_json::json!({
         "mode": if mode == Mode::Stream { "stream" } else { "json" },
         "concurrency": concurrency,
+        "interval_ms": args.interval_ms,
         "duration_s": (span * 1000.0).round() / 1000.0,
         "ok": all.ok,
         "errors": all.errors,
@@ -416,6 +452,31 @@ mod tests {
         assert!(parse_target(&args("http://10.0.0.1:80/")).is_err());
         assert!(parse_target(&args("http://example.com:80/")).is_err());
         assert!(parse_target(&args("https://127.0.0.1:443/")).is_err());
+    }
+
+    #[test]
+    fn interval_defaults_to_back_to_back_and_is_bounded() {
+        let t = parse_target(&args("http://127.0.0.1:1/")).expect("valid");
+        assert_eq!(t.interval, Duration::ZERO);
+        let parse = |ms: &str| {
+            parse_target(&Args::parse_from(["probe", "--url", "http://127.0.0.1:1/", "--interval-ms", ms]))
+        };
+        assert_eq!(parse("20").expect("valid").interval, Duration::from_millis(20));
+        assert_eq!(parse("60000").expect("valid").interval, Duration::from_secs(60));
+        assert!(parse("60001").is_err());
+        assert!(
+            Args::try_parse_from(["probe", "--url", "http://127.0.0.1:1/", "--interval-ms", "-1"]).is_err()
+        );
+    }
+
+    #[test]
+    fn pause_is_the_interval_cut_at_the_end_of_the_load() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(pause_after(ms(20), now, now + ms(1000)), ms(20));
+        assert_eq!(pause_after(ms(20), now, now + ms(5)), ms(5));
+        assert_eq!(pause_after(ms(20), now + ms(10), now), Duration::ZERO);
+        assert_eq!(pause_after(Duration::ZERO, now, now + ms(1000)), Duration::ZERO);
     }
 
     #[test]

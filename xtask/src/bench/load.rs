@@ -2,8 +2,9 @@
 //!
 //! Non-streaming load comes from `wrk` (1 thread, keep-alive, closed loop; a generated Lua
 //! script POSTs the chat body and prints wrk's summary as JSON), or from
-//! `switchyard-sse-probe --mode json` where wrk is not installed. Streaming load always comes
-//! from the probe. Both run pinned to the load core. [`measured`] wraps one cell: the
+//! `switchyard-sse-probe --mode json` where wrk is not installed. Streaming load and the sparse
+//! cell (one request every [`SPARSE_INTERVAL_MS`] on one connection, `--interval-ms`) always
+//! come from the probe. Both run pinned to the load core. [`measured`] wraps one cell: the
 //! gateway's CPU time and peak memory, the mock's CPU time, how busy each core was, and how
 //! much CPU processes outside the benchmark used meanwhile.
 
@@ -30,6 +31,9 @@ pub(crate) const STREAM_BODY: &str = concat!(
     r#""messages":[{"role":"system","content":"You are a helpful assistant."},"#,
     r#"{"role":"user","content":"Say something about gateways."}]}"#
 );
+
+/// The sparse cell: one connection waits this long after each response before the next request.
+pub(crate) const SPARSE_INTERVAL_MS: u64 = 20;
 
 /// Which tool makes the non-streaming load.
 #[derive(Debug, Clone)]
@@ -170,16 +174,35 @@ pub(crate) fn run_json(
             })
         }
         LoadGen::Probe => {
-            let v = run_probe(env, port, headers, conc, secs, 0.0, "json", CHAT_BODY, limit)?;
-            let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
-            Ok(JsonLoad {
-                requests: n("ok") + n("bad_status"),
-                rps: v.get("per_s").and_then(Value::as_f64).unwrap_or(0.0),
-                latency: Latency::from_json(v.get("total_us").unwrap_or(&Value::Null)),
-                non2xx: n("bad_status"),
-                socket_errors: n("errors") + n("timeouts"),
-            })
+            let v = run_probe(env, port, headers, conc, secs, 0.0, 0, "json", CHAT_BODY, limit)?;
+            Ok(json_load_from_probe(&v))
         }
+    }
+}
+
+/// Sparse non-streaming load (probe, concurrency 1): one request, then a pause of
+/// [`SPARSE_INTERVAL_MS`] that is not measured, for `secs` seconds after `warmup`.
+pub(crate) fn run_sparse(
+    env: &Env,
+    port: u16,
+    headers: &[(String, String)],
+    secs: u64,
+    warmup: f64,
+) -> Result<JsonLoad> {
+    let limit = Duration::from_secs(secs + 60);
+    let v = run_probe(env, port, headers, 1, secs, warmup, SPARSE_INTERVAL_MS, "json", CHAT_BODY, limit)?;
+    Ok(json_load_from_probe(&v))
+}
+
+/// A non-streaming cell from the probe's JSON summary (`total_us` is the request's latency).
+fn json_load_from_probe(v: &Value) -> JsonLoad {
+    let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+    JsonLoad {
+        requests: n("ok") + n("bad_status"),
+        rps: v.get("per_s").and_then(Value::as_f64).unwrap_or(0.0),
+        latency: Latency::from_json(v.get("total_us").unwrap_or(&Value::Null)),
+        non2xx: n("bad_status"),
+        socket_errors: n("errors") + n("timeouts"),
     }
 }
 
@@ -193,7 +216,7 @@ pub(crate) fn run_stream(
     warmup: f64,
 ) -> Result<StreamLoad> {
     let limit = Duration::from_secs(secs + 90);
-    let v = run_probe(env, port, headers, conc, secs, warmup, "stream", STREAM_BODY, limit)?;
+    let v = run_probe(env, port, headers, conc, secs, warmup, 0, "stream", STREAM_BODY, limit)?;
     let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
     let f = |k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0);
     let lat = |k: &str| Latency::from_json(v.get(k).unwrap_or(&Value::Null));
@@ -219,6 +242,7 @@ fn run_probe(
     conc: u32,
     secs: u64,
     warmup: f64,
+    interval_ms: u64,
     mode: &str,
     body: &str,
     limit: Duration,
@@ -227,6 +251,7 @@ fn run_probe(
     cmd.arg("-c").arg(&env.load_cpu).arg(&env.probe);
     cmd.args(["--mode", mode, "--url", &url(port), "-c", &conc.to_string()]);
     cmd.args(["--duration", &secs.to_string(), "--warmup", &warmup.to_string(), "--timeout", "30"]);
+    cmd.args(["--interval-ms", &interval_ms.to_string()]);
     cmd.args(["--body", body]).args(header_args(headers));
     let out = capture(&mut cmd, limit)?;
     if !out.success() {
@@ -298,4 +323,25 @@ pub(crate) fn measured<T>(
         peak,
     };
     Ok((res?, sys))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_non_streaming_cell_from_the_probe_summary() {
+        let v: Value = serde_json::from_str(
+            r#"{"mode":"json","concurrency":1,"interval_ms":20,"ok":470,"errors":1,"timeouts":2,
+                "bad_status":3,"per_s":47.3,"total_us":{"mean":812,"p50":790,"p90":900,"p99":1450,"max":2100},
+                "ttfb_us":{"p50":780}}"#,
+        )
+        .expect("valid JSON");
+        let l = json_load_from_probe(&v);
+        assert_eq!((l.requests, l.non2xx, l.socket_errors), (473, 3, 3));
+        assert!((l.rps - 47.3).abs() < 1e-9);
+        assert_eq!((l.latency.p50, l.latency.p99, l.latency.max), (790, 1450, 2100));
+        let empty = json_load_from_probe(&json!({}));
+        assert_eq!((empty.requests, empty.latency.p50), (0, 0));
+    }
 }

@@ -2,13 +2,16 @@
 //!
 //! One mock provider (`switchyard-mock`) serves every target; each target is started alone,
 //! validated like a client would (and checked to really call the mock), warmed up, then loaded
-//! cell by cell: non-streaming at several concurrencies (wrk), streaming at a few (the probe).
+//! cell by cell: non-streaming at several concurrencies (wrk), sparse non-streaming (one request
+//! every 20 ms on one connection, the probe's `--interval-ms`: LLM traffic is sparse, and a
+//! process that idles between requests runs its path with cold caches), streaming at a few
+//! concurrencies (the probe).
 //! Placement is the same for every target: the gateway on one core (`taskset -c 1`), the load
 //! generator, the mock and this orchestrator on the other (`-c 0`), so every figure is "what
 //! one core of gateway delivers". See `docs/benchmarks.md` for the latest table and caveats.
 //!
 //! `--smoke` is the CI variant: `direct` and `switchyard` only, 1 s cells at concurrency 1
-//! and 8, no peer installs, the table printed and not written; it fails when a validation or a
+//! and 8 plus the sparse cell, no peer installs, the table printed and not written; it fails when a validation or a
 //! cell fails, so the benchmark cannot rot.
 
 mod http;
@@ -43,7 +46,9 @@ options:
   --warmup N           seconds of warm-up per target, not recorded (default 3)
   --conc LIST          non-streaming concurrencies (default 1,16,64)
   --stream-conc LIST   streaming concurrencies (default 1,16)
-  --no-stream          non-streaming cells only
+  --no-stream          no streaming cells
+  --no-sparse          no sparse cell (non-streaming, c=1, one request every 20 ms, by
+                       switchyard-sse-probe --interval-ms 20; on by default, also in --smoke)
   --no-install         do not install missing peers, nginx or wrk (they are then not measured)
   --quiet-wait N       before each target, wait up to N s for other processes to go quiet
                        (default 60; 0: never wait; background CPU is reported either way)
@@ -52,7 +57,7 @@ options:
   --no-write           print the table; do not write docs/benchmarks.md
   --no-build           use the release binaries already built (switchyard, switchyard-mock,
                        switchyard-sse-probe) instead of running cargo build --release
-  --smoke              CI mode: direct + switchyard, 1 s cells, c=1 and 8, no installs,
+  --smoke              CI mode: direct + switchyard, 1 s cells, c=1 and 8 and sparse, no installs,
                        prints the table, fails if any validation or cell fails
 
 environment:
@@ -69,6 +74,7 @@ pub(crate) struct Opts {
     conc: Vec<u32>,
     stream_conc: Vec<u32>,
     stream: bool,
+    sparse: bool,
     install: bool,
     quiet_wait: u64,
     gw_cpu: String,
@@ -87,6 +93,7 @@ impl Default for Opts {
             conc: vec![1, 16, 64],
             stream_conc: vec![1, 16],
             stream: true,
+            sparse: true,
             install: true,
             quiet_wait: 60,
             gw_cpu: "1".to_owned(),
@@ -156,6 +163,7 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>> {
             "--conc" => o.conc = list(value()?)?,
             "--stream-conc" => o.stream_conc = list(value()?)?,
             "--no-stream" => o.stream = false,
+            "--no-sparse" => o.sparse = false,
             "--no-install" => o.install = false,
             "--quiet-wait" => {
                 o.quiet_wait =
@@ -250,6 +258,9 @@ pub(crate) struct TargetResult {
     pub(crate) validation: Option<Validation>,
     pub(crate) idle: Option<GroupMem>,
     pub(crate) json: Vec<JsonCell>,
+    /// The sparse cell: non-streaming, concurrency 1, one request every
+    /// [`load::SPARSE_INTERVAL_MS`] (the pause not measured).
+    pub(crate) sparse: Option<JsonCell>,
     pub(crate) stream: Vec<StreamCell>,
     pub(crate) stream_skipped: Option<String>,
 }
@@ -269,6 +280,8 @@ pub(crate) struct Meta {
     pub(crate) warmup: u64,
     pub(crate) conc: Vec<u32>,
     pub(crate) stream_conc: Vec<u32>,
+    /// Pause between requests of the sparse cell, when it runs.
+    pub(crate) sparse_interval_ms: Option<u64>,
     pub(crate) loadgen: String,
     pub(crate) mock: String,
     pub(crate) git_rev: String,
@@ -372,6 +385,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         warmup: opts.warmup,
         conc: opts.conc.clone(),
         stream_conc: if opts.stream { opts.stream_conc.clone() } else { Vec::new() },
+        sparse_interval_ms: opts.sparse.then_some(load::SPARSE_INTERVAL_MS),
         loadgen: env.loadgen.describe(),
         mock: format!("{}, `{}`", env.mock_version, mock_args.join(" ")),
         git_rev: env.git_rev.clone(),
@@ -571,6 +585,7 @@ fn bench_target(env: &Env, opts: &Opts, t: &Target, mock: &mut Proc) -> TargetRe
         validation: None,
         idle: None,
         json: Vec::new(),
+        sparse: None,
         stream: Vec::new(),
         stream_skipped: None,
     };
@@ -657,6 +672,30 @@ fn measure_target(env: &Env, opts: &Opts, t: &Target, mock: &mut Proc, r: &mut T
         r.json.push(JsonCell { conc: c, load, sys, upstream });
         alive(&mut gw)?;
     }
+    let probe_warmup = if opts.smoke { 0.5 } else { 1.0 };
+    if opts.sparse {
+        let before = mock_stats();
+        let (load, sys) = load::measured(env, gw_pgid, mock.pgid, || {
+            load::run_sparse(env, t.port, &t.headers, opts.duration, probe_warmup)
+        })
+        .with_context(|| format!("sparse load (one request every {} ms)", load::SPARSE_INTERVAL_MS))?;
+        let upstream = counter_delta(&before, &mock_stats(), "chat_completions");
+        eprintln!(
+            "bench: {}: json sparse c=1 every {} ms: {} requests, p50 {} us, p99 {} us, non-2xx {}, \
+             socket errors {}, upstream {:?}, bg {:.2} cores",
+            t.name,
+            load::SPARSE_INTERVAL_MS,
+            load.requests,
+            load.latency.p50,
+            load.latency.p99,
+            load.non2xx,
+            load.socket_errors,
+            upstream,
+            sys.foreign_cores
+        );
+        r.sparse = Some(JsonCell { conc: 1, load, sys, upstream });
+        alive(&mut gw)?;
+    }
     if !opts.stream {
         return Ok(());
     }
@@ -665,7 +704,6 @@ fn measure_target(env: &Env, opts: &Opts, t: &Target, mock: &mut Proc, r: &mut T
             Some(format!("streaming validation failed: {}", v.stream_problem.unwrap_or_default()));
         return Ok(());
     }
-    let probe_warmup = if opts.smoke { 0.5 } else { 1.0 };
     for &c in &opts.stream_conc {
         let before = mock_stats();
         let (load, sys) = load::measured(env, gw_pgid, mock.pgid, || {
@@ -844,6 +882,14 @@ fn utc_now(compact: bool) -> Result<String> {
     Ok(out.stdout.trim().to_owned())
 }
 
+fn json_cell_json(c: &JsonCell) -> Value {
+    json!({
+        "concurrency": c.conc, "requests": c.load.requests, "rps": load::round(c.load.rps, 1),
+        "latency_us": c.load.latency.to_json(), "non2xx": c.load.non2xx,
+        "socket_errors": c.load.socket_errors, "upstream_completions": c.upstream, "sys": c.sys.to_json(),
+    })
+}
+
 /// JSON of a result, for `results.json`.
 pub(crate) fn result_json(r: &TargetResult) -> Value {
     let (status, reason) = match &r.status {
@@ -868,11 +914,12 @@ pub(crate) fn result_json(r: &TargetResult) -> Value {
         "idle_rss_kb": r.idle.map(|m| m.rss_kb),
         "idle_pss_kb": r.idle.map(|m| m.pss_kb),
         "processes": r.idle.map(|m| m.processes),
-        "json": r.json.iter().map(|c| json!({
-            "concurrency": c.conc, "requests": c.load.requests, "rps": load::round(c.load.rps, 1),
-            "latency_us": c.load.latency.to_json(), "non2xx": c.load.non2xx,
-            "socket_errors": c.load.socket_errors, "upstream_completions": c.upstream, "sys": c.sys.to_json(),
-        })).collect::<Vec<_>>(),
+        "json": r.json.iter().map(json_cell_json).collect::<Vec<_>>(),
+        "sparse": r.sparse.as_ref().map(|c| {
+            let mut v = json_cell_json(c);
+            v["interval_ms"] = json!(load::SPARSE_INTERVAL_MS);
+            v
+        }),
         "stream": r.stream.iter().map(|c| json!({
             "concurrency": c.conc, "ok": c.load.ok, "streams_per_s": load::round(c.load.per_s, 2),
             "events_per_stream": c.load.events_per_stream, "usage_streams": c.load.usage_streams,
@@ -899,6 +946,15 @@ mod tests {
         assert_eq!((o.targets, o.duration, o.conc), (vec!["direct", "switchyard"], 1, vec![1, 8]));
         let o = parse_opts(&args("--targets nginx,direct --duration 3")).expect("valid").expect("not help");
         assert_eq!((o.targets, o.duration), (vec!["direct", "nginx"], 3));
+    }
+
+    #[test]
+    fn sparse_cell_runs_by_default_and_in_smoke() {
+        let full = parse_opts(&args("")).expect("valid").expect("not help");
+        let smoke = parse_opts(&args("--smoke")).expect("valid").expect("not help");
+        assert!(full.sparse && smoke.sparse);
+        let o = parse_opts(&args("--no-sparse --no-stream")).expect("valid").expect("not help");
+        assert!(!o.sparse && !o.stream);
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub(crate) fn to_json(meta: &Meta, results: &[TargetResult]) -> Value {
             "date": meta.date, "smoke": meta.smoke, "cpu_model": meta.cpu_model, "nproc": meta.nproc,
             "mem_gib": meta.mem_gib, "kernel": meta.kernel, "gw_cpu": meta.gw_cpu, "load_cpu": meta.load_cpu,
             "duration_s": meta.duration, "warmup_s": meta.warmup, "conc": meta.conc,
-            "stream_conc": meta.stream_conc, "loadgen": meta.loadgen, "mock": meta.mock,
+            "stream_conc": meta.stream_conc, "sparse_interval_ms": meta.sparse_interval_ms, "loadgen": meta.loadgen, "mock": meta.mock,
             "git_rev": meta.git_rev, "background_at_start_cores": meta.background_at_start,
         },
         "results": results.iter().map(result_json).collect::<Vec<_>>(),
@@ -142,6 +142,9 @@ pub(crate) fn markdown(meta: &Meta, results: &[TargetResult]) -> String {
     header(&mut md, meta);
     design_targets(&mut md, meta, results);
     non_streaming(&mut md, meta, results);
+    if let Some(ms) = meta.sparse_interval_ms {
+        sparse(&mut md, ms, results);
+    }
     if !meta.stream_conc.is_empty() {
         streaming(&mut md, meta, results);
     }
@@ -186,12 +189,19 @@ fn header(md: &mut String, meta: &Meta) {
         "- **Load:** non-streaming `POST /v1/chat/completions` with {} at concurrency {}; streaming \
          (`\"stream\": true`, `include_usage`) with `switchyard-sse-probe` at concurrency {}. {} s per \
          cell after a {} s warm-up (not recorded). Closed loop: the next request leaves when the previous \
-         one is complete.",
+         one is complete{}.",
         meta.loadgen,
         conc.join(", "),
         if sconc.is_empty() { "– (skipped)".to_owned() } else { sconc.join(", ") },
         meta.duration,
-        meta.warmup
+        meta.warmup,
+        match meta.sparse_interval_ms {
+            Some(ms) => format!(
+                "; except in the sparse cell (non-streaming, concurrency 1, `switchyard-sse-probe --mode json \
+                 --interval-ms {ms}`), where it leaves {ms} ms later"
+            ),
+            None => String::new(),
+        }
     );
     let _ = writeln!(md, "- **Mock:** {}", meta.mock);
     let _ = writeln!(
@@ -256,6 +266,34 @@ fn design_targets(md: &mut String, meta: &Meta, results: &[TargetResult]) {
                 "–",
             );
         }
+    }
+    // Informational: sparse traffic is not a DESIGN.md budget (yet), but it is what LLM clients send.
+    let sparse_what = "sparse c=1: added p50 over nginx";
+    match (sy.and_then(|r| r.sparse.as_ref()), ng.and_then(|r| r.sparse.as_ref())) {
+        (Some(s), Some(n)) => {
+            let d = s.load.latency.p50 as i64 - n.load.latency.p50 as i64;
+            let back_to_back = match (json_cell(sy, 1), json_cell(ng, 1)) {
+                (Some(s1), Some(n1)) => format!(
+                    "; back to back at c=1: {} µs",
+                    signed(s1.load.latency.p50 as i64 - n1.load.latency.p50 as i64)
+                ),
+                _ => String::new(),
+            };
+            row(
+                sparse_what,
+                format!(
+                    "{} µs (switchyard {} − nginx {}){back_to_back}; informational, not a DESIGN.md budget",
+                    signed(d),
+                    int(s.load.latency.p50 as f64),
+                    int(n.load.latency.p50 as f64)
+                ),
+                "–",
+            );
+        }
+        _ if meta.sparse_interval_ms.is_none() => {
+            row(sparse_what, "not evaluated: sparse cell not run (--no-sparse)".to_owned(), "–")
+        }
+        _ => row(sparse_what, why_not(true), "–"),
     }
     let top = meta.conc.iter().copied().max().unwrap_or(64);
     let at = if top == 64 { "c=64".to_owned() } else { format!("c={top} (the budget is for c=64)") };
@@ -389,9 +427,62 @@ fn non_streaming(md: &mut String, meta: &Meta, results: &[TargetResult]) {
     );
 }
 
+fn sparse(md: &mut String, interval_ms: u64, results: &[TargetResult]) {
+    let direct = find(results, "direct");
+    let _ = writeln!(md, "## Sparse requests (one every {interval_ms} ms, c=1)\n");
+    let _ = writeln!(
+        md,
+        "LLM traffic is sparse, and a process that idles between requests runs its path with cold caches, \
+         so a longer code path pays more than the back-to-back cells above show. One keep-alive connection, \
+         non-streaming; after each response the client waits {interval_ms} ms before the next request (the \
+         wait is not measured).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| target | requests | p50 / p99 µs | added p50 / p99 µs (vs direct) | back to back c=1: added p50 µs \
+         (vs direct) |\n|---|---|---|---|---|"
+    );
+    let added_c1 = |r: &TargetResult| -> Option<i64> {
+        Some(json_cell(Some(r), 1)?.load.latency.p50 as i64 - json_cell(direct, 1)?.load.latency.p50 as i64)
+    };
+    for r in results {
+        if let Some(s) = status_text(r) {
+            let _ = writeln!(md, "| {} | {} |", r.name, cell_text(&s));
+            continue;
+        }
+        let Some(x) = &r.sparse else {
+            let _ = writeln!(md, "| {} | – | – | – | – |", r.name);
+            continue;
+        };
+        let d = direct.and_then(|d| d.sparse.as_ref());
+        let (added, back_to_back) = if r.name == "direct" {
+            ("0 (baseline)".to_owned(), "0 (baseline)".to_owned())
+        } else {
+            let added = d.map_or("–".to_owned(), |d| {
+                format!(
+                    "{} / {}",
+                    signed(x.load.latency.p50 as i64 - d.load.latency.p50 as i64),
+                    signed(x.load.latency.p99 as i64 - d.load.latency.p99 as i64)
+                )
+            });
+            (added, added_c1(r).map_or("–".to_owned(), signed))
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {}{} | {} / {} | {added} | {back_to_back} |",
+            r.name,
+            int(x.load.requests as f64),
+            flags_json(x),
+            int(x.load.latency.p50 as f64),
+            int(x.load.latency.p99 as f64),
+        );
+    }
+    let _ = writeln!(md);
+}
+
 fn memory(r: &TargetResult) -> String {
     let Some(idle) = r.idle else { return "–".to_owned() };
-    let peaks = r.json.iter().map(|c| &c.sys).chain(r.stream.iter().map(|c| &c.sys));
+    let peaks = r.json.iter().chain(&r.sparse).map(|c| &c.sys).chain(r.stream.iter().map(|c| &c.sys));
     let peak = peaks.clone().filter_map(|s| s.peak).map(|m| m.rss_kb).max().unwrap_or(0);
     let mut s = format!("{} → {}", mib(idle.rss_kb), mib(peak));
     if idle.processes > 1 {
@@ -537,6 +628,7 @@ fn honesty(md: &mut String, meta: &Meta, results: &[TargetResult]) {
             .json
             .iter()
             .map(|c| (format!("json c={}", c.conc), &c.sys))
+            .chain(r.sparse.iter().map(|c| (format!("json sparse c={}", c.conc), &c.sys)))
             .chain(r.stream.iter().map(|c| (format!("sse c={}", c.conc), &c.sys)));
         for (label, sys) in cells {
             let (l, g) = (
@@ -607,7 +699,9 @@ fn caveats(md: &mut String) {
          - **Loopback floor.** Any L7 hop costs on the order of 100 µs at c=1 here (two extra loopback \
          hops and cross-core wake-ups), which is why the design budget counts over nginx.\n\
          - **Closed loop.** The next request leaves when the previous one completes (coordinated \
-         omission): tail latencies under saturation are optimistic compared with a fixed-rate test.\n\
+         omission): tail latencies under saturation are optimistic compared with a fixed-rate test. \
+         Back to back, a process also stays hot; the sparse cell shows what idling between requests \
+         costs.\n\
          - **Defaults as shipped.** Peers run with their defaults except what it takes to run them here: \
          LiteLLM with a random master key (it refuses to start without one) and \
          `LITELLM_LOCAL_MODEL_COST_MAP=True` (no price-map fetch at start); Portkey `--headless` with \
@@ -632,11 +726,12 @@ pub(crate) fn smoke_problems(results: &[TargetResult]) -> Vec<String> {
         if let Some(why) = &r.stream_skipped {
             p.push(format!("{}: {why}", r.name));
         }
-        for c in &r.json {
+        let cells = r.json.iter().map(|c| ("", c)).chain(r.sparse.iter().map(|c| (" sparse", c)));
+        for (kind, c) in cells {
             let errors = c.load.non2xx + c.load.socket_errors;
             if c.load.requests == 0 || errors > 0 {
                 p.push(format!(
-                    "{}: json c={}: {} requests, {} non-2xx, {} socket errors",
+                    "{}: json{kind} c={}: {} requests, {} non-2xx, {} socket errors",
                     r.name, c.conc, c.load.requests, c.load.non2xx, c.load.socket_errors
                 ));
             }
@@ -669,6 +764,121 @@ mod tests {
         assert_eq!(mib(5 * 1024 + 512), "5.5");
     }
 
+    use crate::bench::load::{CellSys, JsonLoad, Latency};
+
+    fn cell(conc: u32, p50: u64, p99: u64) -> JsonCell {
+        JsonCell {
+            conc,
+            load: JsonLoad {
+                requests: 480,
+                rps: 48.0,
+                latency: Latency { p50, p99, ..Latency::default() },
+                ..JsonLoad::default()
+            },
+            sys: CellSys::default(),
+            upstream: Some(480),
+        }
+    }
+
+    /// A measured target with a back-to-back c=1 cell and, if given, a sparse cell.
+    fn measured(name: &'static str, c1_p50: u64, sparse: Option<(u64, u64)>) -> TargetResult {
+        TargetResult {
+            name,
+            desc: String::new(),
+            version: String::new(),
+            status: Status::Measured,
+            startup_s: None,
+            background_before: None,
+            validation: None,
+            idle: None,
+            json: vec![cell(1, c1_p50, c1_p50 * 4)],
+            sparse: sparse.map(|(p50, p99)| cell(1, p50, p99)),
+            stream: Vec::new(),
+            stream_skipped: None,
+        }
+    }
+
+    fn meta(sparse_interval_ms: Option<u64>) -> Meta {
+        Meta {
+            date: String::new(),
+            smoke: false,
+            cpu_model: String::new(),
+            nproc: 2,
+            mem_gib: 1,
+            kernel: String::new(),
+            gw_cpu: "1".to_owned(),
+            load_cpu: "0".to_owned(),
+            duration: 10,
+            warmup: 3,
+            conc: vec![1],
+            stream_conc: Vec::new(),
+            sparse_interval_ms,
+            loadgen: String::new(),
+            mock: String::new(),
+            git_rev: String::new(),
+            background_at_start: 0.0,
+            run_dir: std::path::PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn sparse_table_shows_added_latency_over_direct_and_back_to_back() {
+        let results = [
+            measured("direct", 14, Some((200, 400))),
+            measured("nginx", 256, Some((640, 1_900))),
+            measured("switchyard", 274, Some((1_250, 2_600))),
+        ];
+        let mut md = String::new();
+        sparse(&mut md, 20, &results);
+        assert!(md.starts_with("## Sparse requests (one every 20 ms, c=1)\n"), "{md}");
+        assert!(md.contains("LLM traffic is sparse"), "{md}");
+        assert!(md.contains("| direct | 480 | 200 / 400 | 0 (baseline) | 0 (baseline) |"), "{md}");
+        assert!(md.contains("| nginx | 480 | 640 / 1,900 | +440 / +1,500 | +242 |"), "{md}");
+        assert!(md.contains("| switchyard | 480 | 1,250 / 2,600 | +1,050 / +2,200 | +260 |"), "{md}");
+        // The whole report carries the section only when the cell ran.
+        assert!(markdown(&meta(Some(20)), &results).contains("## Sparse requests"));
+        assert!(!markdown(&meta(None), &results).contains("## Sparse requests"));
+    }
+
+    #[test]
+    fn sparse_budget_row_is_informational() {
+        let results = [
+            measured("direct", 14, Some((200, 400))),
+            measured("nginx", 256, Some((640, 1_900))),
+            measured("switchyard", 274, Some((1_250, 2_600))),
+        ];
+        let mut md = String::new();
+        design_targets(&mut md, &meta(Some(20)), &results);
+        let row = md.lines().find(|l| l.starts_with("| sparse c=1: added p50 over nginx |")).expect("row");
+        assert_eq!(
+            row,
+            "| sparse c=1: added p50 over nginx | +610 µs (switchyard 1,250 − nginx 640); back to back at c=1: \
+             +18 µs; informational, not a DESIGN.md budget | – |"
+        );
+        let mut md = String::new();
+        design_targets(&mut md, &meta(Some(20)), &results[..2]);
+        assert!(
+            md.contains("| sparse c=1: added p50 over nginx | not evaluated: switchyard not measured | – |")
+        );
+        let no_sparse = results.map(|r| TargetResult { sparse: None, ..r });
+        let mut md = String::new();
+        design_targets(&mut md, &meta(None), &no_sparse);
+        assert!(md.contains("| sparse c=1: added p50 over nginx | not evaluated: sparse cell not run"));
+    }
+
+    #[test]
+    fn smoke_fails_on_a_failing_sparse_cell() {
+        let mut r = measured("switchyard", 274, Some((1_250, 2_600)));
+        assert!(smoke_problems(std::slice::from_ref(&r)).is_empty());
+        if let Some(c) = r.sparse.as_mut() {
+            c.load.socket_errors = 2;
+        }
+        assert_eq!(
+            smoke_problems(&[r]),
+            vec!["switchyard: json sparse c=1: 480 requests, 0 non-2xx, 2 socket errors"]
+        );
+    }
+
     #[test]
     fn smoke_fails_on_unmeasured_targets() {
         let r = TargetResult {
@@ -681,6 +891,7 @@ mod tests {
             validation: None,
             idle: None,
             json: Vec::new(),
+            sparse: None,
             stream: Vec::new(),
             stream_skipped: None,
         };
