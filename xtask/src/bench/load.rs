@@ -217,10 +217,43 @@ pub(crate) fn run_stream(
 ) -> Result<StreamLoad> {
     let limit = Duration::from_secs(secs + 90);
     let v = run_probe(env, port, headers, conc, secs, warmup, 0, "stream", STREAM_BODY, limit)?;
+    Ok(stream_load_from_probe(&v))
+}
+
+/// The held-streams cell: `conc` connections open one long stream each at once (no warm-up)
+/// and keep it until the mock ends it; `secs` is the probe's duration, shorter than a stream,
+/// so that each connection sends exactly one. A stream counts as failed after `timeout_s`.
+pub(crate) fn run_held(
+    env: &Env,
+    port: u16,
+    headers: &[(String, String)],
+    conc: u32,
+    secs: u64,
+    timeout_s: u64,
+) -> Result<StreamLoad> {
+    let limit = Duration::from_secs(secs + timeout_s + 60);
+    let v = run_probe_with_timeout(
+        env,
+        port,
+        headers,
+        conc,
+        secs,
+        0.0,
+        0,
+        "stream",
+        STREAM_BODY,
+        limit,
+        timeout_s,
+    )?;
+    Ok(stream_load_from_probe(&v))
+}
+
+/// A streaming cell from the probe's JSON summary.
+fn stream_load_from_probe(v: &Value) -> StreamLoad {
     let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
     let f = |k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0);
     let lat = |k: &str| Latency::from_json(v.get(k).unwrap_or(&Value::Null));
-    Ok(StreamLoad {
+    StreamLoad {
         ok: n("ok"),
         per_s: f("per_s"),
         events_per_stream: f("events_per_stream"),
@@ -231,7 +264,7 @@ pub(crate) fn run_stream(
         headers: lat("headers_us"),
         ttfb: lat("ttfb_us"),
         total: lat("total_us"),
-    })
+    }
 }
 
 #[allow(clippy::too_many_arguments)] // reason: one call site per mode; a struct would only rename them
@@ -247,10 +280,28 @@ fn run_probe(
     body: &str,
     limit: Duration,
 ) -> Result<Value> {
+    run_probe_with_timeout(env, port, headers, conc, secs, warmup, interval_ms, mode, body, limit, 30)
+}
+
+#[allow(clippy::too_many_arguments)] // reason: as run_probe, plus the per-request timeout
+fn run_probe_with_timeout(
+    env: &Env,
+    port: u16,
+    headers: &[(String, String)],
+    conc: u32,
+    secs: u64,
+    warmup: f64,
+    interval_ms: u64,
+    mode: &str,
+    body: &str,
+    limit: Duration,
+    timeout_s: u64,
+) -> Result<Value> {
     let mut cmd = Command::new("taskset");
     cmd.arg("-c").arg(&env.load_cpu).arg(&env.probe);
     cmd.args(["--mode", mode, "--url", &url(port), "-c", &conc.to_string()]);
-    cmd.args(["--duration", &secs.to_string(), "--warmup", &warmup.to_string(), "--timeout", "30"]);
+    cmd.args(["--duration", &secs.to_string(), "--warmup", &warmup.to_string()]);
+    cmd.args(["--timeout", &timeout_s.to_string()]);
     cmd.args(["--interval-ms", &interval_ms.to_string()]);
     cmd.args(["--body", body]).args(header_args(headers));
     let out = capture(&mut cmd, limit)?;
@@ -271,7 +322,7 @@ pub(crate) struct CellSys {
     /// CPU seconds of the gateway's process group (None for `direct`).
     pub(crate) gw_cpu_s: Option<f64>,
     pub(crate) mock_cpu_s: f64,
-    /// Peak memory of the gateway's process group, sampled every 250 ms.
+    /// Peak memory (and open fds) of the gateway's process group, sampled every 250 ms.
     pub(crate) peak: Option<GroupMem>,
 }
 
@@ -287,6 +338,7 @@ impl CellSys {
             "mock_cpu_s": round(self.mock_cpu_s, 4),
             "peak_rss_kb": self.peak.map(|m| m.rss_kb),
             "peak_pss_kb": self.peak.map(|m| m.pss_kb),
+            "peak_fds": self.peak.and_then(|m| m.fds),
         })
     }
 }
@@ -343,5 +395,19 @@ mod tests {
         assert_eq!((l.latency.p50, l.latency.p99, l.latency.max), (790, 1450, 2100));
         let empty = json_load_from_probe(&json!({}));
         assert_eq!((empty.requests, empty.latency.p50), (0, 0));
+    }
+
+    #[test]
+    fn reads_a_streaming_cell_from_the_probe_summary() {
+        let v: Value = serde_json::from_str(
+            r#"{"mode":"stream","concurrency":2000,"ok":1990,"errors":4,"timeouts":3,"bad_status":2,
+                "no_done":1,"per_s":99.5,"events_per_stream":44.0,"usage_streams":1990,
+                "ttfb_us":{"p50":900,"p99":40000},"total_us":{"p50":20001000,"max":20400000}}"#,
+        )
+        .expect("valid JSON");
+        let l = stream_load_from_probe(&v);
+        assert_eq!((l.ok, l.errors, l.bad_status, l.no_done, l.usage_streams), (1990, 7, 2, 1, 1990));
+        assert_eq!((l.ttfb.p50, l.total.p50, l.total.max), (900, 20_001_000, 20_400_000));
+        assert!((l.events_per_stream - 44.0).abs() < 1e-9);
     }
 }

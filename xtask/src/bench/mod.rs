@@ -5,14 +5,17 @@
 //! cell by cell: non-streaming at several concurrencies (wrk), sparse non-streaming (one request
 //! every 20 ms on one connection, the probe's `--interval-ms`: LLM traffic is sparse, and a
 //! process that idles between requests runs its path with cold caches), streaming at a few
-//! concurrencies (the probe).
+//! concurrencies (the probe). Last, after all of those, the held-streams cell (not for `direct`):
+//! [`HeldSpec::FULL`] streams opened at once and kept open by a second mock whose streams last
+//! 20 s, while the gateway's memory and open fds are sampled: the "2,000 open streams" budget.
 //! Placement is the same for every target: the gateway on one core (`taskset -c 1`), the load
 //! generator, the mock and this orchestrator on the other (`-c 0`), so every figure is "what
 //! one core of gateway delivers". See `docs/benchmarks.md` for the latest table and caveats.
 //!
 //! `--smoke` is the CI variant: `direct` and `switchyard` only, 1 s cells at concurrency 1
-//! and 8 plus the sparse cell, no peer installs, the table printed and not written; it fails when a validation or a
-//! cell fails, so the benchmark cannot rot.
+//! and 8 plus the sparse cell and a small held-streams cell ([`HeldSpec::SMOKE`]: 50 streams of
+//! 2 s, about 4 s in all), no peer installs, the table printed and not written; it fails when a
+//! validation or a cell fails, so the benchmark cannot rot.
 
 mod http;
 mod load;
@@ -30,7 +33,7 @@ use serde_json::{Value, json};
 
 use self::load::{CellSys, JsonLoad, LoadGen, StreamLoad};
 use self::procs::{GroupMem, Proc};
-use self::targets::{MOCK_PORT, Target};
+use self::targets::{HELD_MOCK_PORT, MOCK_PORT, Target};
 use crate::util::{capture, cargo, repo_root, run_inherit, target_dir, which};
 
 const HELP: &str = "\
@@ -49,6 +52,9 @@ options:
   --no-stream          no streaming cells
   --no-sparse          no sparse cell (non-streaming, c=1, one request every 20 ms, by
                        switchyard-sse-probe --interval-ms 20; on by default, also in --smoke)
+  --no-held            no held-streams cell (2,000 streams held open at once against a second
+                       mock whose streams last 20 s; run last for every target but direct;
+                       in --smoke: 50 streams of 2 s)
   --no-install         do not install missing peers, nginx or wrk (they are then not measured)
   --quiet-wait N       before each target, wait up to N s for other processes to go quiet
                        (default 60; 0: never wait; background CPU is reported either way)
@@ -57,7 +63,8 @@ options:
   --no-write           print the table; do not write docs/benchmarks.md
   --no-build           use the release binaries already built (switchyard, switchyard-mock,
                        switchyard-sse-probe) instead of running cargo build --release
-  --smoke              CI mode: direct + switchyard, 1 s cells, c=1 and 8 and sparse, no installs,
+  --smoke              CI mode: direct + switchyard, 1 s cells, c=1 and 8, sparse, 50 held streams
+                       of 2 s (~4 s more), no installs,
                        prints the table, fails if any validation or cell fails
 
 environment:
@@ -75,6 +82,7 @@ pub(crate) struct Opts {
     stream_conc: Vec<u32>,
     stream: bool,
     sparse: bool,
+    held: bool,
     install: bool,
     quiet_wait: u64,
     gw_cpu: String,
@@ -94,6 +102,7 @@ impl Default for Opts {
             stream_conc: vec![1, 16],
             stream: true,
             sparse: true,
+            held: true,
             install: true,
             quiet_wait: 60,
             gw_cpu: "1".to_owned(),
@@ -164,6 +173,7 @@ fn parse_opts(args: &[String]) -> Result<Option<Opts>> {
             "--stream-conc" => o.stream_conc = list(value()?)?,
             "--no-stream" => o.stream = false,
             "--no-sparse" => o.sparse = false,
+            "--no-held" => o.held = false,
             "--no-install" => o.install = false,
             "--quiet-wait" => {
                 o.quiet_wait =
@@ -246,6 +256,62 @@ pub(crate) struct StreamCell {
     pub(crate) upstream: Option<u64>,
 }
 
+/// The held-streams cell's shape: `streams` connections each open one stream at once; the
+/// mock sends `chunks` chunks `chunk_ms` apart, so a stream lasts longer than the probe's
+/// `probe_secs` and every connection holds exactly one stream for the whole cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeldSpec {
+    pub(crate) streams: u32,
+    pub(crate) chunk_ms: u64,
+    pub(crate) chunks: u64,
+    pub(crate) probe_secs: u64,
+}
+
+// === impl HeldSpec ===
+
+impl HeldSpec {
+    /// The DESIGN.md budget: 2,000 open streams, 20 s each (~21 s per target).
+    pub(crate) const FULL: HeldSpec = HeldSpec { streams: 2000, chunk_ms: 500, chunks: 40, probe_secs: 10 };
+    /// `--smoke`: enough to exercise the cell, short enough to keep smoke fast.
+    pub(crate) const SMOKE: HeldSpec = HeldSpec { streams: 50, chunk_ms: 50, chunks: 40, probe_secs: 1 };
+
+    pub(crate) fn stream_secs(self) -> f64 {
+        (self.chunk_ms * self.chunks) as f64 / 1000.0
+    }
+
+    /// Arguments of the held-streams mock.
+    fn mock_args(self) -> Vec<String> {
+        let (ms, n) = (self.chunk_ms.to_string(), self.chunks.to_string());
+        ["--delay-ms", "0", "--ttft-ms", "0", "--chunk-ms", &ms, "--chunks", &n, "--threads", "1"]
+            .map(str::to_owned)
+            .to_vec()
+    }
+
+    /// File descriptors a proxy needs to hold the streams (one client and one upstream socket
+    /// each) with room for its own files; the probe and the mock need half of it.
+    pub(crate) fn fds_needed(self) -> u64 {
+        2 * u64::from(self.streams) + 256
+    }
+}
+
+/// What the held-streams cell measured for one target. `problem` says what went wrong (the
+/// target did not start, the probe failed, the gateway died): a peer that cannot hold the
+/// streams is reported, not a failure of the run.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HeldCell {
+    pub(crate) streams: u32,
+    /// Memory of the freshly started gateway before the streams.
+    pub(crate) idle: Option<GroupMem>,
+    pub(crate) load: Option<StreamLoad>,
+    /// CPU, core busy, and the peak RSS and open fds of the gateway's group.
+    pub(crate) sys: Option<CellSys>,
+    /// Streams the held mock completed during the cell.
+    pub(crate) upstream: Option<u64>,
+    /// The gateway's soft `RLIMIT_NOFILE`.
+    pub(crate) nofile: Option<u64>,
+    pub(crate) problem: Option<String>,
+}
+
 /// Everything measured for one target.
 #[derive(Debug, Clone)]
 pub(crate) struct TargetResult {
@@ -263,6 +329,7 @@ pub(crate) struct TargetResult {
     pub(crate) sparse: Option<JsonCell>,
     pub(crate) stream: Vec<StreamCell>,
     pub(crate) stream_skipped: Option<String>,
+    pub(crate) held: Option<HeldCell>,
 }
 
 /// The run as a whole.
@@ -282,6 +349,10 @@ pub(crate) struct Meta {
     pub(crate) stream_conc: Vec<u32>,
     /// Pause between requests of the sparse cell, when it runs.
     pub(crate) sparse_interval_ms: Option<u64>,
+    /// The held-streams cell, when it runs.
+    pub(crate) held: Option<HeldSpec>,
+    /// This process's soft `RLIMIT_NOFILE` (the probe, the mocks and the gateways inherit it).
+    pub(crate) nofile: Option<u64>,
     pub(crate) loadgen: String,
     pub(crate) mock: String,
     pub(crate) git_rev: String,
@@ -311,7 +382,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let pidfile = target.join("bench").join("running.pids");
     // Processes left by an interrupted run would hold the ports: stop them first.
     procs::reap_stale(&pidfile, &[release_dir.clone(), bench_home.clone(), target.join("bench")]);
-    check_ports(&opts.targets)?;
+    check_ports(&opts.targets, opts.held)?;
+    let held_spec = opts.held.then_some(if opts.smoke { HeldSpec::SMOKE } else { HeldSpec::FULL });
+    // Before any child starts, so that all of them inherit it: 2,000 held streams need ~4,000
+    // fds in a proxy, more than the usual soft limit of 1,024 (the hard limit is often higher).
+    let nofile = match held_spec {
+        Some(h) => procs::raise_nofile(h.fds_needed()),
+        None => procs::nofile_limits("self").map(|(soft, _)| soft),
+    };
 
     let run_dir = target.join("bench").join(utc_now(true)?);
     let (conf_dir, log_dir) = (run_dir.join("conf"), run_dir.join("logs"));
@@ -369,6 +447,19 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
 
     // Install and configure everything first, so that no install runs between measurements.
     let prepared: Vec<Target> = opts.targets.iter().map(|name| targets::prepare(name, &env)).collect();
+    // The held-streams cell needs streams that last: a second mock with long streams on its own
+    // port, and every target configured a second time to point at it (own config files). The
+    // target is restarted for the cell with that config, rather than reusing the instance of the
+    // other cells against a restarted mock: its pooled upstream connections would be stale, and
+    // a fresh process gives a clean idle figure, so "idle → peak" is the cost of the streams.
+    // Not for `direct` (it would measure the mock), nor for targets that cannot run anyway.
+    let held_targets: Vec<Option<Target>> = prepared
+        .iter()
+        .map(|t| {
+            (held_spec.is_some() && t.name != "direct" && t.missing.is_none())
+                .then(|| targets::prepare_held(t.name, &env))
+        })
+        .collect();
     let background_at_start = background_cores(&env, Duration::from_secs(1));
     let mock_args =
         ["--delay-ms", "0", "--ttft-ms", "0", "--chunk-ms", "5", "--chunks", "20", "--threads", "1"];
@@ -386,6 +477,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         conc: opts.conc.clone(),
         stream_conc: if opts.stream { opts.stream_conc.clone() } else { Vec::new() },
         sparse_interval_ms: opts.sparse.then_some(load::SPARSE_INTERVAL_MS),
+        held: held_spec,
+        nofile,
         loadgen: env.loadgen.describe(),
         mock: format!("{}, `{}`", env.mock_version, mock_args.join(" ")),
         git_rev: env.git_rev.clone(),
@@ -394,17 +487,33 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     };
 
     let mut argv: Vec<std::ffi::OsString> =
-        vec![mock_bin.into(), "--listen".into(), format!("127.0.0.1:{MOCK_PORT}").into()];
+        vec![mock_bin.clone().into(), "--listen".into(), format!("127.0.0.1:{MOCK_PORT}").into()];
     argv.extend(mock_args.iter().map(Into::into));
     let mut mock =
         Proc::spawn("mock", &argv, &env.load_cpu, &[], None, &env.log_dir.join("mock.log"), &env.pidfile)?;
-    wait_mock(&mut mock)?;
+    wait_mock(&mut mock, MOCK_PORT)?;
+    let mut held_mock = match held_spec {
+        Some(h) => {
+            let mut argv: Vec<std::ffi::OsString> = vec![
+                mock_bin.clone().into(),
+                "--listen".into(),
+                format!("127.0.0.1:{HELD_MOCK_PORT}").into(),
+            ];
+            argv.extend(h.mock_args().into_iter().map(Into::into));
+            let log = env.log_dir.join("mock-held.log");
+            let mut p = Proc::spawn("mock-held", &argv, &env.load_cpu, &[], None, &log, &env.pidfile)?;
+            wait_mock(&mut p, HELD_MOCK_PORT)?;
+            Some(p)
+        }
+        None => None,
+    };
 
     let mut results: Vec<TargetResult> = Vec::new();
-    for t in &prepared {
+    for (t, ht) in prepared.iter().zip(&held_targets) {
         let name = &t.name;
         eprintln!("bench: === {name} ({})", if t.version.is_empty() { "?" } else { &t.version });
-        let r = bench_target(&env, &opts, t, &mut mock);
+        let held = ht.as_ref().zip(held_mock.as_ref()).zip(held_spec).map(|((ht, m), h)| (ht, m.pgid, h));
+        let r = bench_target(&env, &opts, t, &mut mock, held);
         match &r.status {
             Status::Measured => {}
             Status::NotMeasured(why) => eprintln!("bench: {name}: not measured: {why}"),
@@ -417,6 +526,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
     }
     mock.stop(Duration::from_secs(5));
+    if let Some(p) = held_mock.as_mut() {
+        p.stop(Duration::from_secs(5));
+    }
 
     let md = report::markdown(&meta, &results);
     std::fs::write(run_dir.join("results.md"), &md).context("writing results.md")?;
@@ -446,8 +558,9 @@ fn write_json(meta: &Meta, results: &[TargetResult]) -> Result<()> {
 }
 
 /// Fails with a clear message when a port the benchmark needs is taken.
-fn check_ports(names: &[&'static str]) -> Result<()> {
+fn check_ports(names: &[&'static str], held: bool) -> Result<()> {
     let mut ports = vec![MOCK_PORT];
+    ports.extend(held.then_some(HELD_MOCK_PORT));
     for n in names {
         if let Some(p) = targets::port_of(n) {
             ports.push(p);
@@ -463,7 +576,7 @@ fn port_free(port: u16) -> Result<()> {
     TcpListener::bind(("127.0.0.1", port)).map(drop).map_err(|e| {
         anyhow::anyhow!(
             "port 127.0.0.1:{port} is not free ({e}); the benchmark uses fixed ports 18000 (mock), \
-             18101 (nginx), 18102 (litellm), 18104 (portkey), 18110 (switchyard): stop whatever \
+             18001 (mock of the held-streams cell), 18101 (nginx), 18102 (litellm), 18104 (portkey), 18110 (switchyard): stop whatever \
              listens there (`ss -ltnp 'sport = :{port}'`) and retry"
         )
     })
@@ -526,14 +639,14 @@ fn build_binaries(opts: &Opts, release_dir: &std::path::Path) -> Result<(PathBuf
     Ok((probe, mock, sy_error))
 }
 
-fn wait_mock(mock: &mut Proc) -> Result<()> {
+fn wait_mock(mock: &mut Proc, port: u16) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut last = String::new();
     while Instant::now() < deadline {
         if let Some(st) = mock.exited() {
-            bail!("the mock exited at start ({st}); see logs/mock.log in the run folder");
+            bail!("the mock exited at start ({st}); see logs/{}.log in the run folder", mock.name);
         }
-        match http::request("GET", MOCK_PORT, "/__stats", &[], None, Duration::from_secs(2)) {
+        match http::request("GET", port, "/__stats", &[], None, Duration::from_secs(2)) {
             Ok(r) if r.status == 200 => return Ok(()),
             Ok(r) => last = format!("HTTP {}", r.status),
             Err(e) => last = format!("{e:#}"),
@@ -544,7 +657,11 @@ fn wait_mock(mock: &mut Proc) -> Result<()> {
 }
 
 fn mock_stats() -> Option<Value> {
-    let r = http::request("GET", MOCK_PORT, "/__stats", &[], None, Duration::from_secs(5)).ok()?;
+    mock_stats_on(MOCK_PORT)
+}
+
+fn mock_stats_on(port: u16) -> Option<Value> {
+    let r = http::request("GET", port, "/__stats", &[], None, Duration::from_secs(5)).ok()?;
     (r.status == 200).then(|| serde_json::from_slice(&r.body).ok()).flatten()
 }
 
@@ -574,7 +691,13 @@ fn wait_quiet(env: &Env, max_wait: u64) -> f64 {
     bg
 }
 
-fn bench_target(env: &Env, opts: &Opts, t: &Target, mock: &mut Proc) -> TargetResult {
+fn bench_target(
+    env: &Env,
+    opts: &Opts,
+    t: &Target,
+    mock: &mut Proc,
+    held: Option<(&Target, u32, HeldSpec)>,
+) -> TargetResult {
     let mut r = TargetResult {
         name: t.name,
         desc: t.desc.clone(),
@@ -588,6 +711,7 @@ fn bench_target(env: &Env, opts: &Opts, t: &Target, mock: &mut Proc) -> TargetRe
         sparse: None,
         stream: Vec::new(),
         stream_skipped: None,
+        held: None,
     };
     if let Some(why) = &t.missing {
         r.status = Status::NotMeasured(why.clone());
@@ -599,7 +723,70 @@ fn bench_target(env: &Env, opts: &Opts, t: &Target, mock: &mut Proc) -> TargetRe
     if let Err(e) = measure_target(env, opts, t, mock, &mut r) {
         r.status = Status::Failed(format!("{e:#}"));
     }
+    // After the other cells (the instance that ran them is stopped by now).
+    if let (Status::Measured, Some((ht, held_mock_pgid, spec))) = (&r.status, held) {
+        let mut cell = HeldCell { streams: spec.streams, ..HeldCell::default() };
+        if let Err(e) = measure_held(env, spec, ht, held_mock_pgid, &mut cell) {
+            eprintln!("bench: {}: held streams: {e:#}", t.name);
+            cell.problem = Some(format!("{e:#}"));
+        }
+        r.held = Some(cell);
+    }
     r
+}
+
+/// The held-streams cell: starts the target afresh against the held-streams mock, records its
+/// idle memory, opens `spec.streams` streams at once and samples the group's RSS and open fds
+/// every 250 ms until they end, then stops it.
+fn measure_held(
+    env: &Env,
+    spec: HeldSpec,
+    t: &Target,
+    held_mock_pgid: u32,
+    cell: &mut HeldCell,
+) -> Result<()> {
+    port_free(t.port)?;
+    let name = format!("{}-held", t.name);
+    let log = env.log_dir.join(format!("{name}.log"));
+    eprintln!(
+        "bench: {}: held streams: starting on CPU {} against the mock on :{HELD_MOCK_PORT}",
+        t.name, env.gw_cpu
+    );
+    let mut p = Proc::spawn(&name, &t.argv, &env.gw_cpu, &t.env, t.cwd.as_deref(), &log, &env.pidfile)?;
+    wait_ready(t, &mut p).with_context(|| format!("{name} did not become ready (log: {})", log.display()))?;
+    cell.nofile = procs::nofile_limits(&p.pgid.to_string()).map(|(soft, _)| soft);
+    std::thread::sleep(Duration::from_secs(1));
+    cell.idle = Some(procs::group_memory(p.pgid));
+    let before = mock_stats_on(HELD_MOCK_PORT);
+    // A stream that takes 30 s longer than the mock sends it counts as failed (timeout).
+    let timeout = spec.stream_secs().ceil() as u64 + 30;
+    let (load, sys) = load::measured(env, Some(p.pgid), held_mock_pgid, || {
+        load::run_held(env, t.port, &t.headers, spec.streams, spec.probe_secs, timeout)
+    })
+    .with_context(|| format!("{} streams held at once", spec.streams))?;
+    cell.upstream = counter_delta(&before, &mock_stats_on(HELD_MOCK_PORT), "streams_completed");
+    let peak = sys.peak.unwrap_or_default();
+    eprintln!(
+        "bench: {}: held {} streams: {} ok, errors {}+{}+{}, RSS {} -> {} KiB, fds peak {:?}, upstream {:?}",
+        t.name,
+        spec.streams,
+        load.ok,
+        load.errors,
+        load.bad_status,
+        load.no_done,
+        cell.idle.map_or(0, |m| m.rss_kb),
+        peak.rss_kb,
+        peak.fds,
+        cell.upstream
+    );
+    cell.load = Some(load);
+    cell.sys = Some(sys);
+    if let Some(st) = p.exited() {
+        cell.problem = Some(format!("it exited during the held streams ({st})"));
+    }
+    p.stop(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    Ok(())
 }
 
 fn measure_target(env: &Env, opts: &Opts, t: &Target, mock: &mut Proc, r: &mut TargetResult) -> Result<()> {
@@ -928,6 +1115,21 @@ pub(crate) fn result_json(r: &TargetResult) -> Value {
             "total_us": c.load.total.to_json(), "upstream_streams_completed": c.upstream, "sys": c.sys.to_json(),
         })).collect::<Vec<_>>(),
         "stream_skipped": r.stream_skipped,
+        "held": r.held.as_ref().map(|h| json!({
+            "streams": h.streams,
+            "idle_rss_kb": h.idle.map(|m| m.rss_kb),
+            "idle_fds": h.idle.and_then(|m| m.fds),
+            "ok": h.load.as_ref().map(|l| l.ok),
+            "errors": h.load.as_ref().map(|l| l.errors),
+            "bad_status": h.load.as_ref().map(|l| l.bad_status),
+            "no_done": h.load.as_ref().map(|l| l.no_done),
+            "ttfb_us": h.load.as_ref().map(|l| l.ttfb.to_json()),
+            "total_us": h.load.as_ref().map(|l| l.total.to_json()),
+            "upstream_streams_completed": h.upstream,
+            "gateway_nofile": h.nofile,
+            "sys": h.sys.as_ref().map(CellSys::to_json),
+            "problem": h.problem,
+        })),
     })
 }
 
@@ -946,6 +1148,23 @@ mod tests {
         assert_eq!((o.targets, o.duration, o.conc), (vec!["direct", "switchyard"], 1, vec![1, 8]));
         let o = parse_opts(&args("--targets nginx,direct --duration 3")).expect("valid").expect("not help");
         assert_eq!((o.targets, o.duration), (vec!["direct", "nginx"], 3));
+    }
+
+    #[test]
+    fn held_cell_runs_by_default_and_in_smoke_and_can_be_left_out() {
+        let full = parse_opts(&args("")).expect("valid").expect("not help");
+        let smoke = parse_opts(&args("--smoke")).expect("valid").expect("not help");
+        assert!(full.held && smoke.held);
+        assert!(!parse_opts(&args("--smoke --no-held")).expect("valid").expect("not help").held);
+        assert_eq!(HeldSpec::FULL.streams, 2000);
+        assert!((HeldSpec::FULL.stream_secs() - 20.0).abs() < 1e-9);
+        assert_eq!(HeldSpec::FULL.fds_needed(), 4256);
+        // A stream outlasts the probe's run, so every connection holds exactly one.
+        for h in [HeldSpec::FULL, HeldSpec::SMOKE] {
+            assert!(h.stream_secs() > h.probe_secs as f64, "{h:?}");
+        }
+        let a = HeldSpec::FULL.mock_args();
+        assert_eq!(a[4..8], ["--chunk-ms", "500", "--chunks", "40"]);
     }
 
     #[test]

@@ -174,6 +174,39 @@ pub(crate) fn pin_self(cpus: &str) -> Result<()> {
     Ok(())
 }
 
+/// The soft and hard `RLIMIT_NOFILE` of process `pid` (`self` for this one), from
+/// `/proc/<pid>/limits`; `u64::MAX` stands for `unlimited`.
+pub(crate) fn nofile_limits(pid: &str) -> Option<(u64, u64)> {
+    parse_nofile(&std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?)
+}
+
+fn parse_nofile(limits: &str) -> Option<(u64, u64)> {
+    let rest = limits.lines().find_map(|l| l.strip_prefix("Max open files"))?;
+    let num = |s: &str| if s == "unlimited" { Some(u64::MAX) } else { s.parse().ok() };
+    let mut f = rest.split_whitespace();
+    Some((num(f.next()?)?, num(f.next()?)?))
+}
+
+/// Raises this process's soft `RLIMIT_NOFILE` to at least `needed` (up to the hard limit) with
+/// `prlimit` (util-linux, like `taskset`; xtask has no libc binding): children started afterwards
+/// inherit it. Returns the soft limit in force afterwards.
+pub(crate) fn raise_nofile(needed: u64) -> Option<u64> {
+    let (soft, hard) = nofile_limits("self")?;
+    if soft >= needed {
+        return Some(soft);
+    }
+    let new = needed.max(soft).min(hard);
+    let hard_s = if hard == u64::MAX { "unlimited".to_owned() } else { hard.to_string() };
+    let pid = std::process::id().to_string();
+    let arg = format!("--nofile={new}:{hard_s}");
+    match capture(Command::new("prlimit").args(["--pid", &pid, &arg]), Duration::from_secs(10)) {
+        Ok(out) if out.success() => {}
+        Ok(out) => eprintln!("bench: prlimit {arg} failed: {}", out.tail(200)),
+        Err(e) => eprintln!("bench: prlimit {arg} failed: {e:#}"),
+    }
+    nofile_limits("self").map(|(soft, _)| soft)
+}
+
 /// Clock ticks per second of the `/proc` CPU counters.
 pub(crate) fn clk_tck() -> f64 {
     capture(Command::new("getconf").arg("CLK_TCK"), Duration::from_secs(5))
@@ -227,12 +260,14 @@ pub(crate) fn group_cpu_seconds(pgid: u32, tck: f64) -> f64 {
     ticks as f64 / tck
 }
 
-/// Memory of a process group: RSS and PSS summed over its processes, in KiB.
+/// Memory of a process group: RSS and PSS summed over its processes, in KiB; and its open file
+/// descriptors (`None` when a process's `/proc/<pid>/fd` could not be read).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct GroupMem {
     pub(crate) rss_kb: u64,
     pub(crate) pss_kb: u64,
     pub(crate) processes: u64,
+    pub(crate) fds: Option<u64>,
 }
 
 pub(crate) fn group_memory(pgid: u32) -> GroupMem {
@@ -247,12 +282,15 @@ pub(crate) fn group_memory(pgid: u32) -> GroupMem {
         };
         m.rss_kb += field("Rss:");
         m.pss_kb += field("Pss:");
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok().map(|d| d.count() as u64);
+        m.fds = if m.processes == 0 { fds } else { m.fds.zip(fds).map(|(a, b)| a + b) };
         m.processes += 1;
     }
     m
 }
 
-/// Samples a group's memory every 250 ms on a thread until dropped; keeps the peak.
+/// Samples a group's memory (and open fds) every 250 ms on a thread until dropped; keeps the
+/// peak of each figure.
 #[derive(Debug)]
 pub(crate) struct MemSampler {
     stop: Arc<AtomicBool>,
@@ -272,6 +310,10 @@ impl MemSampler {
                 peak.rss_kb = peak.rss_kb.max(m.rss_kb);
                 peak.pss_kb = peak.pss_kb.max(m.pss_kb);
                 peak.processes = peak.processes.max(m.processes);
+                peak.fds = match (peak.fds, m.fds) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
                 // Sleep 250 ms in small steps so that finish() returns promptly.
                 for _ in 0..10 {
                     if flag.load(Ordering::Relaxed) {
@@ -365,5 +407,20 @@ mod tests {
         let s = read_stat("self").expect("/proc/self/stat is readable");
         assert!(s.session > 0 || s.pgrp > 0);
         assert!(!core_times().is_empty());
+    }
+
+    #[test]
+    fn reads_the_open_files_limit() {
+        let limits = "Limit                     Soft Limit           Hard Limit           Units     \n\
+                      Max processes             95698                95698                processes \n\
+                      Max open files            1024                 524288               files     \n";
+        assert_eq!(parse_nofile(limits), Some((1024, 524_288)));
+        assert_eq!(
+            parse_nofile("Max open files            unlimited            unlimited            files\n"),
+            Some((u64::MAX, u64::MAX))
+        );
+        assert_eq!(parse_nofile("Max processes 1 1 processes\n"), None);
+        let (soft, hard) = nofile_limits("self").expect("/proc/self/limits is readable");
+        assert!(soft <= hard);
     }
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::{JsonCell, Meta, Status, StreamCell, TargetResult, result_json};
+use super::{HeldCell, HeldSpec, JsonCell, Meta, Status, StreamCell, TargetResult, result_json};
 
 /// The performance budget of the design brief, over nginx (the floor of one proxy hop).
 const ADDED_P50_C1_US: i64 = 50;
@@ -15,6 +15,7 @@ const THROUGHPUT_C64_VS_NGINX: f64 = 0.5;
 const TTFB_VS_NGINX_US: i64 = 100;
 const IDLE_RSS_MIB: f64 = 30.0;
 const C64_RSS_MIB: f64 = 60.0;
+const HELD_RSS_MIB: f64 = 200.0;
 /// Below this much CPU time in a cell, the 10 ms ticks of `/proc/<pid>/stat` make a per-request
 /// figure too coarse (> 4% error) to print.
 const MIN_CPU_S: f64 = 0.25;
@@ -27,7 +28,11 @@ pub(crate) fn to_json(meta: &Meta, results: &[TargetResult]) -> Value {
             "date": meta.date, "smoke": meta.smoke, "cpu_model": meta.cpu_model, "nproc": meta.nproc,
             "mem_gib": meta.mem_gib, "kernel": meta.kernel, "gw_cpu": meta.gw_cpu, "load_cpu": meta.load_cpu,
             "duration_s": meta.duration, "warmup_s": meta.warmup, "conc": meta.conc,
-            "stream_conc": meta.stream_conc, "sparse_interval_ms": meta.sparse_interval_ms, "loadgen": meta.loadgen, "mock": meta.mock,
+            "stream_conc": meta.stream_conc, "sparse_interval_ms": meta.sparse_interval_ms,
+            "held": meta.held.map(|h| json!({
+                "streams": h.streams, "chunk_ms": h.chunk_ms, "chunks": h.chunks, "probe_s": h.probe_secs,
+            })),
+            "nofile_soft": meta.nofile, "loadgen": meta.loadgen, "mock": meta.mock,
             "git_rev": meta.git_rev, "background_at_start_cores": meta.background_at_start,
         },
         "results": results.iter().map(result_json).collect::<Vec<_>>(),
@@ -147,6 +152,9 @@ pub(crate) fn markdown(meta: &Meta, results: &[TargetResult]) -> String {
     }
     if !meta.stream_conc.is_empty() {
         streaming(&mut md, meta, results);
+    }
+    if let Some(h) = meta.held {
+        held(&mut md, meta, h, results);
     }
     relative(&mut md, meta, results);
     honesty(&mut md, meta, results);
@@ -340,8 +348,140 @@ fn design_targets(md: &mut String, meta: &Meta, results: &[TargetResult]) {
         ),
         None => row("memory: ≤ 60 MiB RSS under concurrency 64", why_not(false), "–"),
     }
-    row("memory: ≤ 200 MiB with 2,000 open streams", "not measured by this benchmark".to_owned(), "–");
+    let held_what = format!("memory: ≤ {HELD_RSS_MIB:.0} MiB with 2,000 open streams");
+    match (meta.held, sy.and_then(|s| s.held.as_ref())) {
+        (None, _) => row(&held_what, "not evaluated: held-streams cell not run (--no-held)".to_owned(), "–"),
+        (Some(h), _) if h.streams != HeldSpec::FULL.streams => row(
+            &held_what,
+            format!(
+                "not evaluated: the held-streams cell ran with {} streams (smoke)",
+                int(f64::from(h.streams))
+            ),
+            "–",
+        ),
+        (Some(_), Some(c)) => {
+            let (measured, v) = held_budget(c);
+            row(&held_what, measured, v);
+        }
+        (Some(_), None) => row(&held_what, why_not(false), "–"),
+    }
     let _ = writeln!(md);
+}
+
+/// The "2,000 open streams" budget row: peak RSS while the streams were open; met only when
+/// every stream completed, as a figure for fewer streams would flatter the gateway.
+fn held_budget(c: &HeldCell) -> (String, &'static str) {
+    let (Some(l), Some(peak)) = (&c.load, c.sys.as_ref().and_then(|s| s.peak)) else {
+        return (
+            format!("not evaluated: {}", cell_text(c.problem.as_deref().unwrap_or("the cell did not run"))),
+            "–",
+        );
+    };
+    let failed = held_failed(c);
+    let mut m = format!(
+        "{} MiB (peak, sampled every 250 ms; {} of {} streams ok",
+        mib(peak.rss_kb),
+        int(l.ok as f64),
+        int(f64::from(c.streams))
+    );
+    if failed > 0 {
+        let _ = write!(m, ", {} failed", int(failed as f64));
+    }
+    m.push(')');
+    if let Some(p) = &c.problem {
+        let _ = write!(m, "; {}", cell_text(p));
+    }
+    let ok = failed == 0 && l.ok >= u64::from(c.streams) && (peak.rss_kb as f64 / 1024.0) <= HELD_RSS_MIB;
+    (m, if ok { "✅ met" } else { "❌ missed" })
+}
+
+/// Streams of the held cell that failed (errors, timeouts, bad status, no `[DONE]`).
+fn held_failed(c: &HeldCell) -> u64 {
+    c.load.as_ref().map_or(0, |l| l.errors + l.bad_status + l.no_done)
+}
+
+fn held(md: &mut String, meta: &Meta, h: HeldSpec, results: &[TargetResult]) {
+    let secs = h.stream_secs();
+    let _ = writeln!(
+        md,
+        "## Held streams ({} concurrent, {secs:.0} s streams)
+",
+        int(f64::from(h.streams))
+    );
+    let _ = writeln!(
+        md,
+        "Each target restarted against a second mock whose streams last {secs:.0} s ({} chunks {} ms apart); \
+         {} connections each open one stream at once (`switchyard-sse-probe -c {} --duration {} --warmup 0`) \
+         and hold it to the end, while the gateway's process group is sampled every 250 ms. Run after the \
+         target's other cells. *RSS idle* is the fresh process before the streams; *MiB per stream* = (peak − \
+         idle) ÷ streams; *fds* = open file descriptors of the group at their peak (a proxy needs two per \
+         stream). Open-files limit (soft) of the run: {}.\n",
+        h.chunks,
+        h.chunk_ms,
+        int(f64::from(h.streams)),
+        h.streams,
+        h.probe_secs,
+        meta.nofile.map_or("unknown".to_owned(), |n| int(n as f64)),
+    );
+    let _ = writeln!(
+        md,
+        "| target | streams ok | errors | RSS MiB idle → peak | MiB per stream | open fds at peak | note |\n\
+         |---|---|---|---|---|---|---|"
+    );
+    for r in results.iter().filter(|r| r.name != "direct") {
+        if let Some(s) = status_text(r) {
+            let _ = writeln!(md, "| {} | {} |", r.name, cell_text(&s));
+            continue;
+        }
+        let Some(c) = &r.held else { continue };
+        let _ = writeln!(md, "{}", held_row(r.name, c));
+    }
+    let _ = writeln!(md);
+}
+
+fn held_row(name: &str, c: &HeldCell) -> String {
+    let mut note = Vec::new();
+    if let Some(p) = &c.problem {
+        note.push(cell_text(p));
+    }
+    if let Some(n) = c.nofile.filter(|n| *n < 2 * u64::from(c.streams) + 64) {
+        note.push(format!("⚠ open-files limit {} is below 2 per stream", int(n as f64)));
+    }
+    let Some(l) = &c.load else {
+        return format!(
+            "| {name} | – | – | {} | – | – | {} |",
+            c.idle.map_or("–".to_owned(), |m| mib(m.rss_kb)),
+            note.join("; ")
+        );
+    };
+    if let Some(up) = c.upstream
+        && up < l.ok
+    {
+        note.push(format!("⚠ only {up} of {} streams reached the mock", l.ok));
+    }
+    if let Some(s) = c.sys.as_ref().filter(|s| s.foreign_cores > BACKGROUND_FLAG_CORES) {
+        note.push(format!("⚠ bg {:.2} cores", s.foreign_cores));
+    }
+    let peak = c.sys.as_ref().and_then(|s| s.peak);
+    let rss = match (c.idle, peak) {
+        (Some(i), Some(p)) => format!("{} → {}", mib(i.rss_kb), mib(p.rss_kb)),
+        (None, Some(p)) => format!("? → {}", mib(p.rss_kb)),
+        _ => "–".to_owned(),
+    };
+    let per_stream = match (c.idle, peak) {
+        (Some(i), Some(p)) if l.ok > 0 => {
+            format!("{:.3}", p.rss_kb.saturating_sub(i.rss_kb) as f64 / 1024.0 / f64::from(c.streams))
+        }
+        _ => "–".to_owned(),
+    };
+    let fds = peak.and_then(|p| p.fds).map_or("–".to_owned(), |n| int(n as f64));
+    format!(
+        "| {name} | {} of {} | {} | {rss} | {per_stream} | {fds} | {} |",
+        int(l.ok as f64),
+        int(f64::from(c.streams)),
+        int(held_failed(c) as f64),
+        note.join("; ")
+    )
 }
 
 fn non_streaming(md: &mut String, meta: &Meta, results: &[TargetResult]) {
@@ -629,7 +769,10 @@ fn honesty(md: &mut String, meta: &Meta, results: &[TargetResult]) {
             .iter()
             .map(|c| (format!("json c={}", c.conc), &c.sys))
             .chain(r.sparse.iter().map(|c| (format!("json sparse c={}", c.conc), &c.sys)))
-            .chain(r.stream.iter().map(|c| (format!("sse c={}", c.conc), &c.sys)));
+            .chain(r.stream.iter().map(|c| (format!("sse c={}", c.conc), &c.sys)))
+            .chain(r.held.iter().filter_map(|h| {
+                Some((format!("held {} streams", int(f64::from(h.streams))), h.sys.as_ref()?))
+            }));
         for (label, sys) in cells {
             let (l, g) = (
                 sys.core_busy.get(ld).copied().unwrap_or(0.0),
@@ -742,6 +885,19 @@ pub(crate) fn smoke_problems(results: &[TargetResult]) -> Vec<String> {
                 p.push(format!("{}: sse c={}: {} streams ok, {bad} failed", r.name, c.conc, c.load.ok));
             }
         }
+        if let Some(h) = &r.held {
+            let ok = h.load.as_ref().map_or(0, |l| l.ok);
+            if let Some(why) = &h.problem {
+                p.push(format!("{}: held streams: {why}", r.name));
+            } else if ok < u64::from(h.streams) || held_failed(h) > 0 {
+                p.push(format!(
+                    "{}: held streams: {ok} of {} ok, {} failed",
+                    r.name,
+                    h.streams,
+                    held_failed(h)
+                ));
+            }
+        }
     }
     p
 }
@@ -795,6 +951,7 @@ mod tests {
             sparse: sparse.map(|(p50, p99)| cell(1, p50, p99)),
             stream: Vec::new(),
             stream_skipped: None,
+            held: None,
         }
     }
 
@@ -813,6 +970,8 @@ mod tests {
             conc: vec![1],
             stream_conc: Vec::new(),
             sparse_interval_ms,
+            held: None,
+            nofile: Some(20_000),
             loadgen: String::new(),
             mock: String::new(),
             git_rev: String::new(),
@@ -894,7 +1053,95 @@ mod tests {
             sparse: None,
             stream: Vec::new(),
             stream_skipped: None,
+            held: None,
         };
         assert_eq!(smoke_problems(&[r]), vec!["switchyard: not measured: binary not built"]);
+    }
+
+    fn held_cell(ok: u64, errors: u64, idle_mib: u64, peak_mib: u64) -> HeldCell {
+        use crate::bench::load::StreamLoad;
+        use crate::bench::procs::GroupMem;
+        let mem =
+            |mib: u64, fds: u64| GroupMem { rss_kb: mib * 1024, pss_kb: 0, processes: 1, fds: Some(fds) };
+        HeldCell {
+            streams: 2000,
+            idle: Some(mem(idle_mib, 12)),
+            load: Some(StreamLoad { ok, errors, ..StreamLoad::default() }),
+            sys: Some(CellSys { peak: Some(mem(peak_mib, 4012)), ..CellSys::default() }),
+            upstream: Some(ok),
+            nofile: Some(20_000),
+            problem: None,
+        }
+    }
+
+    #[test]
+    fn held_table_shows_memory_per_stream_and_fds() {
+        assert_eq!(
+            held_row("switchyard", &held_cell(2000, 0, 16, 162)),
+            "| switchyard | 2,000 of 2,000 | 0 | 16 → 162 | 0.073 | 4,012 |  |"
+        );
+        let mut c = held_cell(1500, 500, 90, 400);
+        c.nofile = Some(1024);
+        c.problem = Some("it exited during the held streams (signal: 9)".to_owned());
+        assert_eq!(
+            held_row("litellm", &c),
+            "| litellm | 1,500 of 2,000 | 500 | 90 → 400 | 0.155 | 4,012 | it exited during the held streams \
+             (signal: 9); ⚠ open-files limit 1,024 is below 2 per stream |"
+        );
+        let failed =
+            HeldCell { streams: 2000, problem: Some("no 200 within 60 s".to_owned()), ..HeldCell::default() };
+        assert_eq!(held_row("portkey", &failed), "| portkey | – | – | – | – | – | no 200 within 60 s |");
+        let mut results = [measured("direct", 14, None), measured("switchyard", 274, None)];
+        results[1].held = Some(held_cell(2000, 0, 16, 162));
+        let mut m = meta(None);
+        m.held = Some(HeldSpec::FULL);
+        let md = markdown(&m, &results);
+        assert!(md.contains("## Held streams (2,000 concurrent, 20 s streams)\n"), "{md}");
+        assert!(!md.contains("| direct | – |"), "direct has no held cell: {md}");
+        assert!(md.contains("| switchyard | held 2,000 streams |"), "honesty row: {md}");
+        assert!(!markdown(&meta(None), &results).contains("## Held streams"));
+    }
+
+    #[test]
+    fn held_budget_row_needs_every_stream_and_the_full_count() {
+        let row = |m: &Meta, c: Option<HeldCell>| {
+            let mut sy = measured("switchyard", 274, None);
+            sy.held = c;
+            let mut md = String::new();
+            design_targets(&mut md, m, &[sy]);
+            md.lines()
+                .find(|l| l.starts_with("| memory: ≤ 200 MiB with 2,000 open streams |"))
+                .expect("row")
+                .to_owned()
+        };
+        let mut full = meta(None);
+        full.held = Some(HeldSpec::FULL);
+        assert_eq!(
+            row(&full, Some(held_cell(2000, 0, 16, 162))),
+            "| memory: ≤ 200 MiB with 2,000 open streams | 162 MiB (peak, sampled every 250 ms; 2,000 of 2,000 \
+             streams ok) | ✅ met |"
+        );
+        assert!(row(&full, Some(held_cell(2000, 0, 16, 230))).ends_with("| ❌ missed |"));
+        assert_eq!(
+            row(&full, Some(held_cell(1900, 100, 16, 150))),
+            "| memory: ≤ 200 MiB with 2,000 open streams | 150 MiB (peak, sampled every 250 ms; 1,900 of 2,000 \
+             streams ok, 100 failed) | ❌ missed |"
+        );
+        let mut smoke = meta(None);
+        smoke.held = Some(HeldSpec::SMOKE);
+        assert!(
+            row(&smoke, Some(held_cell(50, 0, 16, 20)))
+                .contains("not evaluated: the held-streams cell ran with 50")
+        );
+        assert!(row(&meta(None), None).contains("not evaluated: held-streams cell not run (--no-held)"));
+    }
+
+    #[test]
+    fn smoke_fails_on_a_failing_held_cell() {
+        let mut r = measured("switchyard", 274, None);
+        r.held = Some(held_cell(2000, 0, 16, 162));
+        assert!(smoke_problems(std::slice::from_ref(&r)).is_empty());
+        r.held = Some(held_cell(1990, 10, 16, 162));
+        assert_eq!(smoke_problems(&[r]), vec!["switchyard: held streams: 1990 of 2000 ok, 10 failed"]);
     }
 }
