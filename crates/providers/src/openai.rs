@@ -178,21 +178,27 @@ impl Inner {
             LlmError::new(ErrorClass::Internal, format!("could not serialise the request: {e}"))
         })?);
 
-        let sent = self.execute(url, body, stream);
-        let response = match self.settings.timeout {
-            Some(limit) => tokio::time::timeout(limit, sent).await.map_err(|_| self.timed_out(limit))??,
-            None => sent.await?,
-        };
-        if !response.status().is_success() {
-            return Err(self.error_from(response).await);
-        }
         let served_by = Some(Arc::clone(&self.settings.label));
-        let body = match request.op {
-            Operation::Chat(_) if stream => {
-                ResponseBody::ChatStream(Box::pin(SseChunks::new(response.bytes_stream(), self.label())))
+        // The deadline covers a whole non-streamed answer, body included; for a stream it
+        // covers the response headers (a stream's pace is the provider's to set).
+        let exchange = async {
+            let response = self.execute(url, body, stream).await?;
+            if !response.status().is_success() {
+                return Err(self.error_from(response).await);
             }
-            Operation::Chat(_) => ResponseBody::Chat(self.read_json(response).await?),
-            Operation::Embeddings(_) => ResponseBody::Embeddings(self.read_json(response).await?),
+            Ok(match request.op {
+                Operation::Chat(_) if stream => {
+                    ResponseBody::ChatStream(Box::pin(SseChunks::new(response.bytes_stream(), self.label())))
+                }
+                Operation::Chat(_) => ResponseBody::Chat(self.read_json(response).await?),
+                Operation::Embeddings(_) => ResponseBody::Embeddings(self.read_json(response).await?),
+            })
+        };
+        let body = match self.settings.timeout {
+            Some(limit) => {
+                tokio::time::timeout(limit, exchange).await.map_err(|_| self.timed_out(limit))??
+            }
+            None => exchange.await?,
         };
         Ok(LlmResponse { body, served_by })
     }
