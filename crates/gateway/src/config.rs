@@ -215,6 +215,14 @@ impl Config {
     /// Every semantic problem, each naming its key and line.
     fn problems(&self, env: &HashMap<String, String>) -> Vec<String> {
         let mut problems = Vec::new();
+        if self.server.master_key.is_none() && !self.server.listen.ip().is_loopback() {
+            problems.push(format!(
+                "server.listen: {} is reachable from the network but there is no server.master_key; \
+                 anyone who can reach it could spend your provider credits. Set master_key \
+                 (e.g. master_key: ${{SWITCHYARD_MASTER_KEY}}) or listen on 127.0.0.1",
+                self.server.listen
+            ));
+        }
         if self.models.is_empty() {
             problems.push("`models` is empty: add at least one model with a deployment".to_owned());
         }
@@ -452,6 +460,17 @@ models:
         let err = parse(text, &[]).expect_err("no key").to_string();
         assert!(err.contains("GROQ_API_KEY"), "{err}");
         assert!(parse(text, &[("GROQ_API_KEY", "gsk")]).is_ok(), "the environment's key is used");
+    }
+
+    #[test]
+    fn listening_beyond_loopback_needs_a_master_key() {
+        let models = "models:\n  - {name: m, deployments: [{provider: mock, model: mock}]}\n";
+        let open = format!("server:\n  listen: 0.0.0.0:4000\n{models}");
+        let err = parse(&open, &[]).expect_err("no master key").to_string();
+        assert!(err.contains("master_key") && err.contains("0.0.0.0:4000"), "{err}");
+        let keyed = format!("server:\n  listen: 0.0.0.0:4000\n  master_key: sk-x\n{models}");
+        assert!(parse(&keyed, &[]).is_ok());
+        assert!(parse(models, &[]).is_ok(), "loopback needs no key");
     }
 
     #[test]
