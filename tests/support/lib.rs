@@ -80,6 +80,21 @@ pub fn client() -> reqwest::Client {
     }
 }
 
+/// POSTs `body` to the gateway's `path` and returns the JSON answer, whatever its status.
+///
+/// # Panics
+/// When the request fails or the answer is not JSON: the test fails with the reason.
+pub async fn post_json(gateway: &Gateway, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    let response = match client().post(gateway.url(path)).json(body).send().await {
+        Ok(response) => response,
+        Err(err) => panic!("POST {path} failed: {err}"),
+    };
+    match response.json().await {
+        Ok(value) => value,
+        Err(err) => panic!("POST {path} did not answer JSON: {err}"),
+    }
+}
+
 /// A YAML model entry for one OpenAI-dialect deployment at `base` (a mock's URL).
 pub fn openai_model(name: &str, upstream_model: &str, base: &str) -> String {
     format!(

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchyard_e2e::{Gateway, client, openai_model};
+use switchyard_e2e::{Gateway, client, openai_model, post_json};
 use switchyard_testkit::{MockConfig, MockServer};
 
 async fn gateway_for(mock: &MockServer) -> Gateway {
@@ -60,15 +60,7 @@ async fn tools_and_tool_results_round_trip() {
         "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}}]);
     let body = json!({"model": "gpt-4o-mini", "tools": tools, "tool_choice": "auto",
         "messages": [{"role": "user", "content": "weather in Paris?"}]});
-    let answer: Value = client()
-        .post(gateway.url("/v1/chat/completions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = post_json(&gateway, "/v1/chat/completions", &body).await;
     let call = &answer["choices"][0]["message"]["tool_calls"][0];
     assert_eq!(call["function"]["name"], "get_weather");
     assert_eq!(answer["choices"][0]["finish_reason"], "tool_calls");
@@ -94,15 +86,8 @@ async fn embeddings_and_models() {
         openai_model("gpt-4o-mini", "chat-upstream", &mock.url())
     ))
     .await;
-    let answer: Value = client()
-        .post(gateway.url("/v1/embeddings"))
-        .json(&json!({"model": "text-embedding-3-small", "input": ["one", "two"], "dimensions": 4}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = json!({"model": "text-embedding-3-small", "input": ["one", "two"], "dimensions": 4});
+    let answer = post_json(&gateway, "/v1/embeddings", &body).await;
     assert_eq!(answer["object"], "list");
     assert_eq!(answer["data"].as_array().map(Vec::len), Some(2));
     assert_eq!(answer["data"][0]["embedding"].as_array().map(Vec::len), Some(4));
@@ -177,19 +162,10 @@ async fn the_zero_config_mock_answers_without_any_provider() {
     let gateway =
         Gateway::start("models:\n  - {name: mock, deployments: [{provider: mock, model: mock}]}\n").await;
     let body = json!({"model": "mock", "messages": [{"role": "user", "content": "hello there"}]});
-    let answer: Value = tokio::time::timeout(Duration::from_secs(10), async {
-        client()
-            .post(gateway.url("/v1/chat/completions"))
-            .json(&body)
-            .send()
+    let answer =
+        tokio::time::timeout(Duration::from_secs(10), post_json(&gateway, "/v1/chat/completions", &body))
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    })
-    .await
-    .unwrap();
+            .unwrap();
     let content = answer["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(content.contains("built-in mock") && content.contains("hello there"), "{content}");
 }

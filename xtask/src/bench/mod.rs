@@ -332,6 +332,27 @@ pub(crate) struct TargetResult {
     pub(crate) held: Option<HeldCell>,
 }
 
+impl TargetResult {
+    /// A target with its identity and status and nothing measured yet.
+    pub(crate) fn new(name: &'static str, desc: String, version: String, status: Status) -> Self {
+        Self {
+            name,
+            desc,
+            version,
+            status,
+            startup_s: None,
+            background_before: None,
+            validation: None,
+            idle: None,
+            json: Vec::new(),
+            sparse: None,
+            stream: Vec::new(),
+            stream_skipped: None,
+            held: None,
+        }
+    }
+}
+
 /// The run as a whole.
 #[derive(Debug, Clone)]
 pub(crate) struct Meta {
@@ -698,21 +719,7 @@ fn bench_target(
     mock: &mut Proc,
     held: Option<(&Target, u32, HeldSpec)>,
 ) -> TargetResult {
-    let mut r = TargetResult {
-        name: t.name,
-        desc: t.desc.clone(),
-        version: t.version.clone(),
-        status: Status::Measured,
-        startup_s: None,
-        background_before: None,
-        validation: None,
-        idle: None,
-        json: Vec::new(),
-        sparse: None,
-        stream: Vec::new(),
-        stream_skipped: None,
-        held: None,
-    };
+    let mut r = TargetResult::new(t.name, t.desc.clone(), t.version.clone(), Status::Measured);
     if let Some(why) = &t.missing {
         r.status = Status::NotMeasured(why.clone());
         return r;

@@ -939,19 +939,9 @@ mod tests {
     /// A measured target with a back-to-back c=1 cell and, if given, a sparse cell.
     fn measured(name: &'static str, c1_p50: u64, sparse: Option<(u64, u64)>) -> TargetResult {
         TargetResult {
-            name,
-            desc: String::new(),
-            version: String::new(),
-            status: Status::Measured,
-            startup_s: None,
-            background_before: None,
-            validation: None,
-            idle: None,
             json: vec![cell(1, c1_p50, c1_p50 * 4)],
             sparse: sparse.map(|(p50, p99)| cell(1, p50, p99)),
-            stream: Vec::new(),
-            stream_skipped: None,
-            held: None,
+            ..TargetResult::new(name, String::new(), String::new(), Status::Measured)
         }
     }
 
@@ -1040,21 +1030,12 @@ mod tests {
 
     #[test]
     fn smoke_fails_on_unmeasured_targets() {
-        let r = TargetResult {
-            name: "switchyard",
-            desc: String::new(),
-            version: String::new(),
-            status: Status::NotMeasured("binary not built".to_owned()),
-            startup_s: None,
-            background_before: None,
-            validation: None,
-            idle: None,
-            json: Vec::new(),
-            sparse: None,
-            stream: Vec::new(),
-            stream_skipped: None,
-            held: None,
-        };
+        let r = TargetResult::new(
+            "switchyard",
+            String::new(),
+            String::new(),
+            Status::NotMeasured("binary not built".to_owned()),
+        );
         assert_eq!(smoke_problems(&[r]), vec!["switchyard: not measured: binary not built"]);
     }
 
