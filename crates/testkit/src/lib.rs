@@ -10,10 +10,15 @@
 //! - an upstream for the gateway's tests: [`Fault`]s are queued per request ([`MockServer::push_fault`])
 //!   and every request is recorded ([`MockServer::requests`]), so a test can assert what the
 //!   gateway sent and how it reacted to a 429, a hung or reset connection, or a stream cut midway;
+//! - a flaky upstream on demand: [`RandomFaults`] ([`MockServer::set_random_faults`]) fail a
+//!   percentage of the requests the queue leaves alone, with faults picked by weight from a mix,
+//!   from a seeded generator, so that "30% of requests fail with 500s, 429s, hangs and resets"
+//!   fails the same requests on every run;
 //! - the upstream of `cargo xtask bench`, as the `switchyard-mock` binary: cheap per request, with
 //!   configurable time to first token and inter-chunk delay ([`MockConfig`]);
 //! - a witness: [`Stats`] counts requests, connections, streams completed and streams cancelled
-//!   (the client went away), so a test can check that a client disconnect cancelled the upstream.
+//!   (the client went away), and faults applied, random ones and each kind apart, so a test can
+//!   check that a client disconnect cancelled the upstream or how many failures the gateway hid.
 //!
 //! What it is not: a model. Answers are synthetic and deterministic (`tok0 tok1 ...`, a fixed tool
 //! call, hash-derived embeddings), token counts are estimates, and only the fields clients and the
@@ -51,7 +56,7 @@ mod stats;
 mod synth;
 
 pub use config::MockConfig;
-pub use fault::Fault;
+pub use fault::{Fault, RandomFaults};
 pub use record::RecordedRequest;
 pub use server::MockServer;
-pub use stats::Stats;
+pub use stats::{FaultCounts, Stats};

@@ -22,10 +22,10 @@ use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::fault::FaultQueue;
+use crate::fault::{FaultQueue, RandomFaultSource};
 use crate::record::Recorder;
 use crate::stats::{Counters, bump};
-use crate::{Fault, MockConfig, RecordedRequest, Stats};
+use crate::{Fault, MockConfig, RandomFaults, RecordedRequest, Stats};
 
 /// A mock provider listening on a local port; see the [crate documentation](crate).
 ///
@@ -44,6 +44,7 @@ pub(crate) struct Shared {
     pub(crate) config: MockConfig,
     pub(crate) counters: Arc<Counters>,
     pub(crate) faults: FaultQueue,
+    pub(crate) random_faults: RandomFaultSource,
     pub(crate) recorder: Recorder,
     next_id: AtomicU64,
 }
@@ -86,6 +87,7 @@ impl MockServer {
             config,
             counters: Arc::default(),
             faults: FaultQueue::default(),
+            random_faults: RandomFaultSource::default(),
             next_id: AtomicU64::new(0),
         });
         let stop = CancellationToken::new();
@@ -114,6 +116,36 @@ impl MockServer {
     /// Queues a fault; the next request without one takes it (first in, first out).
     pub fn push_fault(&self, fault: Fault) {
         self.shared.faults.push(fault);
+    }
+
+    /// Draws a fault at random for every later request that finds no queued fault; `None` stops.
+    /// Setting it again restarts the generator from the new setting's seed. Queued faults
+    /// ([`MockServer::push_fault`]) still come first, and draw nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use switchyard_testkit::{Fault, MockConfig, MockServer, RandomFaults};
+    ///
+    /// let server = MockServer::start(MockConfig::default()).await?;
+    /// // A flaky deployment: 30% of requests fail, the same ones on every run.
+    /// server.set_random_faults(Some(
+    ///     RandomFaults::new(42, 30)
+    ///         .with(Fault::Status { status: 500, body: serde_json::json!({}) }, 1)
+    ///         .with(Fault::RateLimited { retry_after_secs: 1 }, 1),
+    /// ));
+    /// // ... drive traffic, then check `server.stats().random_faults` ...
+    /// server.set_random_faults(None); // and it recovers.
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When [`RandomFaults::rate_percent`] is above 100, or positive while no fault of the mix has a
+    /// positive weight: such a test would not get the faults it asked for.
+    pub fn set_random_faults(&self, faults: Option<RandomFaults>) {
+        self.shared.random_faults.set(faults);
     }
 
     /// A snapshot of the counters.

@@ -1,5 +1,5 @@
-//! The request path of a mock server: record, apply a queued fault, authenticate, route to the
-//! dialect's handler.
+//! The request path of a mock server: record, apply a queued or random fault, authenticate, route
+//! to the dialect's handler.
 //!
 //! Routing is by path suffix, so one server answers OpenAI (`/v1/chat/completions`), prefix-less
 //! (`/chat/completions`) and Azure (`/openai/deployments/{name}/chat/completions?api-version=...`)
@@ -78,9 +78,15 @@ pub(crate) async fn handle(
     shared.recorder.record(&parts, &body);
 
     let mut reset_after = None;
-    match shared.faults.pop() {
-        Some(fault) => {
-            bump(&shared.counters.faults);
+    // A queued fault first: a test that scripted one expects it on the next request, whatever
+    // the dice say. The dice are only rolled for requests the queue leaves alone.
+    let fault = match shared.faults.pop() {
+        Some(fault) => Some((fault, false)),
+        None => shared.random_faults.draw().map(|fault| (fault, true)),
+    };
+    match fault {
+        Some((fault, random)) => {
+            shared.counters.add_fault(&fault, random);
             match fault {
                 Fault::Status { status, body } => return Ok(status_fault(status, &body)),
                 Fault::RateLimited { retry_after_secs } => return Ok(rate_limited(retry_after_secs)),

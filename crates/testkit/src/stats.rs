@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::Fault;
+
 /// A snapshot of a mock server's counters, from [`MockServer::stats`](crate::MockServer::stats)
 /// or, as JSON, from `GET /__stats`. Counters only grow; [`MockServer::clear`](crate::MockServer::clear)
 /// does not reset them.
@@ -25,13 +27,32 @@ pub struct Stats {
     pub embeddings: u64,
     /// TCP connections accepted.
     pub connections: u64,
-    /// Requests that took a queued [`Fault`](crate::Fault).
+    /// Requests answered by a [`Fault`](crate::Fault), queued or drawn at random.
     pub faults: u64,
+    /// Of [`faults`](Stats::faults), those drawn at random ([`RandomFaults`](crate::RandomFaults)).
+    pub random_faults: u64,
+    /// [`faults`](Stats::faults) by kind.
+    pub faults_by_kind: FaultCounts,
     /// Sum of `completion_tokens` of the usage the server reported (non-streamed answers, and
     /// streams whose usage chunk was sent because the client asked for `include_usage`).
     pub completion_tokens: u64,
     /// Sum of `prompt_tokens` of the usage the server reported, embeddings included.
     pub prompt_tokens: u64,
+}
+
+/// How many requests took each kind of [`Fault`](crate::Fault), queued or random; part of [`Stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FaultCounts {
+    /// [`Fault::Status`](crate::Fault::Status).
+    pub status: u64,
+    /// [`Fault::RateLimited`](crate::Fault::RateLimited).
+    pub rate_limited: u64,
+    /// [`Fault::Hang`](crate::Fault::Hang).
+    pub hang: u64,
+    /// [`Fault::ResetBeforeHeaders`](crate::Fault::ResetBeforeHeaders).
+    pub reset_before_headers: u64,
+    /// [`Fault::ResetMidStream`](crate::Fault::ResetMidStream).
+    pub reset_mid_stream: u64,
 }
 
 /// The live counters behind [`Stats`].
@@ -44,7 +65,9 @@ pub(crate) struct Counters {
     pub(crate) streams_cancelled: AtomicU64,
     pub(crate) embeddings: AtomicU64,
     pub(crate) connections: AtomicU64,
-    pub(crate) faults: AtomicU64,
+    faults: AtomicU64,
+    random_faults: AtomicU64,
+    faults_by_kind: FaultCounters,
     pub(crate) completion_tokens: AtomicU64,
     pub(crate) prompt_tokens: AtomicU64,
 }
@@ -55,9 +78,35 @@ pub(crate) fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
+/// The live counters behind [`FaultCounts`].
+#[derive(Debug, Default)]
+struct FaultCounters {
+    status: AtomicU64,
+    rate_limited: AtomicU64,
+    hang: AtomicU64,
+    reset_before_headers: AtomicU64,
+    reset_mid_stream: AtomicU64,
+}
+
 // === impl Counters ===
 
 impl Counters {
+    /// Counts a request answered by `fault`.
+    pub(crate) fn add_fault(&self, fault: &Fault, random: bool) {
+        bump(&self.faults);
+        let by_kind = &self.faults_by_kind;
+        bump(match fault {
+            Fault::Status { .. } => &by_kind.status,
+            Fault::RateLimited { .. } => &by_kind.rate_limited,
+            Fault::Hang => &by_kind.hang,
+            Fault::ResetBeforeHeaders => &by_kind.reset_before_headers,
+            Fault::ResetMidStream { .. } => &by_kind.reset_mid_stream,
+        });
+        if random {
+            bump(&self.random_faults);
+        }
+    }
+
     /// Adds the usage of one answer.
     pub(crate) fn add_usage(&self, prompt_tokens: u64, completion_tokens: u64) {
         self.prompt_tokens.fetch_add(prompt_tokens, Ordering::Relaxed);
@@ -75,6 +124,14 @@ impl Counters {
             embeddings: read(&self.embeddings),
             connections: read(&self.connections),
             faults: read(&self.faults),
+            random_faults: read(&self.random_faults),
+            faults_by_kind: FaultCounts {
+                status: read(&self.faults_by_kind.status),
+                rate_limited: read(&self.faults_by_kind.rate_limited),
+                hang: read(&self.faults_by_kind.hang),
+                reset_before_headers: read(&self.faults_by_kind.reset_before_headers),
+                reset_mid_stream: read(&self.faults_by_kind.reset_mid_stream),
+            },
             completion_tokens: read(&self.completion_tokens),
             prompt_tokens: read(&self.prompt_tokens),
         }
