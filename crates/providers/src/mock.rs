@@ -49,20 +49,21 @@ impl tower::Service<LlmRequest> for MockProvider {
 
     fn call(&mut self, request: LlmRequest) -> Self::Future {
         let served_by = Some(Arc::clone(&self.label));
-        let answer = answer(request.op).map(|body| LlmResponse { body, served_by }).map_err(|e| {
+        let answer = answer(&request).map(|body| LlmResponse { body, served_by }).map_err(|e| {
             LlmError::new(ErrorClass::Internal, format!("the mock could not encode its answer: {e}"))
         });
         Box::pin(async move { answer })
     }
 }
 
-fn answer(op: Operation) -> Result<ResponseBody, serde_json::Error> {
-    Ok(match op {
+fn answer(request: &LlmRequest) -> Result<ResponseBody, serde_json::Error> {
+    let model = request.model();
+    Ok(match &request.op {
         Operation::Chat(chat) if chat.is_stream() => {
-            let chunks = stream_chunks(&chat).iter().map(Json::from_typed).collect::<Result<Vec<_>, _>>()?;
+            let chunks = stream_chunks(chat, model).iter().map(Json::from_typed).collect::<Result<Vec<_>, _>>()?;
             ResponseBody::ChatStream(Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok))))
         }
-        Operation::Chat(chat) => ResponseBody::Chat(Json::from_typed(&complete(&chat))?),
+        Operation::Chat(chat) => ResponseBody::Chat(Json::from_typed(&complete(chat, model))?),
         Operation::Embeddings(embeddings) => {
             let inputs: Vec<String> = match &embeddings.input {
                 Value::Array(items) => items.iter().map(Value::to_string).collect(),
@@ -76,7 +77,7 @@ fn answer(op: Operation) -> Result<ResponseBody, serde_json::Error> {
                     .enumerate()
                     .map(|(index, text)| json!({"object": "embedding", "index": index, "embedding": pseudo_embedding(text)}))
                     .collect(),
-                model: embeddings.model,
+                model: model.to_owned(),
                 usage: Some(usage(prompt_tokens, 0)),
                 extra: Map::new(),
             })?)
@@ -126,14 +127,14 @@ fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-fn complete(chat: &ChatCompletionRequest) -> ChatCompletion {
+fn complete(chat: &ChatCompletionRequest, model: &str) -> ChatCompletion {
     let text = reply_text(chat);
     let completion_tokens = estimate_tokens(&text);
     ChatCompletion {
         id: format!("chatcmpl-mock-{}", now()),
         object: "chat.completion".into(),
         created: now(),
-        model: chat.model.clone(),
+        model: model.to_owned(),
         choices: vec![json!({
             "index": 0,
             "message": {"role": "assistant", "content": text, "refusal": null},
@@ -145,7 +146,7 @@ fn complete(chat: &ChatCompletionRequest) -> ChatCompletion {
     }
 }
 
-fn stream_chunks(chat: &ChatCompletionRequest) -> Vec<ChatCompletionChunk> {
+fn stream_chunks(chat: &ChatCompletionRequest, model: &str) -> Vec<ChatCompletionChunk> {
     let text = reply_text(chat);
     let include_usage = chat.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
     let id = format!("chatcmpl-mock-{}", now());
@@ -153,7 +154,7 @@ fn stream_chunks(chat: &ChatCompletionRequest) -> Vec<ChatCompletionChunk> {
         id: id.clone(),
         object: "chat.completion.chunk".into(),
         created: now(),
-        model: chat.model.clone(),
+        model: model.to_owned(),
         choices,
         usage: usage_value,
         extra: Map::new(),
@@ -195,7 +196,7 @@ mod tests {
     fn chat(stream: bool) -> LlmRequest {
         let body = json!({"model": "mock", "messages": [{"role": "user", "content": "hello"}],
                           "stream": stream, "stream_options": {"include_usage": true}});
-        LlmRequest::new(Operation::Chat(serde_json::from_value(body).expect("valid request")))
+        LlmRequest::new(Operation::chat(serde_json::from_value(body).expect("valid request")))
     }
 
     #[tokio::test]

@@ -170,11 +170,11 @@ impl Inner {
             request.set_model(model);
         }
         let stream = request.is_stream();
-        let (url, body) = match &request.op {
-            Operation::Chat(chat) => (&self.chat_url, serde_json::to_vec(chat)),
-            Operation::Embeddings(embeddings) => (&self.embeddings_url, serde_json::to_vec(embeddings)),
+        let url = match &request.op {
+            Operation::Chat(_) => &self.chat_url,
+            Operation::Embeddings(_) => &self.embeddings_url,
         };
-        let body = Bytes::from(body.map_err(|e| {
+        let body = Bytes::from(request.to_json().map_err(|e| {
             LlmError::new(ErrorClass::Internal, format!("could not serialise the request: {e}"))
         })?);
 

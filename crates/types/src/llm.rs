@@ -14,10 +14,16 @@ use crate::openai::{
 };
 
 /// A request to a model: what to do, and per-request facts layers attach on the way.
-#[derive(Debug)]
+///
+/// Cloning is cheap and never copies the body: the body is shared, and the model a layer
+/// routes to is kept beside it ([`LlmRequest::set_model`]), so a router can hold the request
+/// for a retry while an attempt is in flight.
+#[derive(Debug, Clone)]
 pub struct LlmRequest {
-    /// The operation and its body.
+    /// The operation and its body, as the client sent it.
     pub op: Operation,
+    /// The model to send upstream, when a layer replaced the client's.
+    model: Option<Arc<str>>,
     /// Per-request facts set by outer layers (request id, identity, deadline, ...).
     pub extensions: http::Extensions,
 }
@@ -25,40 +31,99 @@ pub struct LlmRequest {
 impl LlmRequest {
     /// A request with no extensions.
     pub fn new(op: Operation) -> Self {
-        Self { op, extensions: http::Extensions::new() }
+        Self { op, model: None, extensions: http::Extensions::new() }
     }
 
-    /// The model the request names.
+    /// The model the request names now: the client's, or the one a layer set.
     pub fn model(&self) -> &str {
-        match &self.op {
-            Operation::Chat(chat) => &chat.model,
-            Operation::Embeddings(embeddings) => &embeddings.model,
+        match &self.model {
+            Some(model) => model,
+            None => self.op.model(),
         }
     }
 
-    /// Replaces the model the request names (alias to upstream id).
+    /// The model the client named, whatever a layer set since.
+    pub fn requested_model(&self) -> &str {
+        self.op.model()
+    }
+
+    /// Replaces the model to send (alias to upstream id) without touching the shared body.
     pub fn set_model(&mut self, model: &str) {
-        let slot = match &mut self.op {
-            Operation::Chat(chat) => &mut chat.model,
-            Operation::Embeddings(embeddings) => &mut embeddings.model,
-        };
-        slot.clear();
-        slot.push_str(model);
+        self.model = (model != self.op.model()).then(|| Arc::from(model));
     }
 
     /// Whether the client asked for a stream.
     pub fn is_stream(&self) -> bool {
         matches!(&self.op, Operation::Chat(chat) if chat.is_stream())
     }
+
+    /// The body as JSON for an OpenAI-dialect upstream, naming [`LlmRequest::model`].
+    pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
+        let body = match &self.op {
+            Operation::Chat(chat) => serde_json::to_vec(&**chat)?,
+            Operation::Embeddings(embeddings) => serde_json::to_vec(&**embeddings)?,
+        };
+        match &self.model {
+            None => Ok(body),
+            Some(model) => replace_model(body, self.op.model(), model),
+        }
+    }
 }
 
-/// What the client asked for.
-#[derive(Debug)]
+/// Swaps the model in a serialised body. Both bodies serialise `model` first (it is their
+/// first field), so the swap is a splice of the opening bytes, not a re-serialisation; should
+/// that ever stop holding, the slow path rewrites the document.
+fn replace_model(body: Vec<u8>, old: &str, new: &str) -> serde_json::Result<Vec<u8>> {
+    const OPEN: &[u8] = b"{\"model\":";
+    let old = serde_json::to_vec(old)?;
+    let prefix = OPEN.len() + old.len();
+    if body.starts_with(OPEN) && body.get(OPEN.len()..prefix) == Some(old.as_slice()) {
+        let mut out = Vec::with_capacity(body.len() + new.len());
+        out.extend_from_slice(OPEN);
+        serde_json::to_writer(&mut out, new)?;
+        out.extend_from_slice(&body[prefix..]);
+        return Ok(out);
+    }
+    let mut document: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)?;
+    document.insert("model".to_owned(), new.into());
+    serde_json::to_vec(&document)
+}
+
+/// What the client asked for. The body is shared: clones of a request do not copy it.
+#[derive(Debug, Clone)]
 pub enum Operation {
     /// A chat completion, streamed or not.
-    Chat(ChatCompletionRequest),
+    Chat(Arc<ChatCompletionRequest>),
     /// Embeddings of one or more inputs.
-    Embeddings(EmbeddingsRequest),
+    Embeddings(Arc<EmbeddingsRequest>),
+}
+
+impl Operation {
+    /// A chat completion request.
+    pub fn chat(request: ChatCompletionRequest) -> Self {
+        Self::Chat(Arc::new(request))
+    }
+
+    /// An embeddings request.
+    pub fn embeddings(request: EmbeddingsRequest) -> Self {
+        Self::Embeddings(Arc::new(request))
+    }
+
+    /// The model the body names.
+    pub fn model(&self) -> &str {
+        match self {
+            Self::Chat(chat) => &chat.model,
+            Self::Embeddings(embeddings) => &embeddings.model,
+        }
+    }
+
+    /// The operation's name as the OpenTelemetry GenAI conventions spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Chat(_) => "chat",
+            Self::Embeddings(_) => "embeddings",
+        }
+    }
 }
 
 /// The answer to an [`LlmRequest`].
@@ -225,5 +290,55 @@ impl ErrorClass {
 impl fmt::Display for ErrorClass {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn chat(body: serde_json::Value) -> LlmRequest {
+        LlmRequest::new(Operation::chat(serde_json::from_value(body).expect("valid request")))
+    }
+
+    #[test]
+    fn the_model_a_layer_sets_is_the_one_sent_and_the_body_is_untouched() {
+        let mut request = chat(json!({"model": "alias \"q\"", "messages": [], "seed": 7, "user": "u"}));
+        let retry = request.clone();
+        request.set_model("upstream-id");
+        assert_eq!(request.model(), "upstream-id");
+        assert_eq!(request.requested_model(), "alias \"q\"");
+        assert_eq!(retry.model(), "alias \"q\"", "a clone keeps its own model");
+
+        let sent: serde_json::Value = serde_json::from_slice(&request.to_json().expect("json")).expect("valid");
+        assert_eq!(sent, json!({"model": "upstream-id", "messages": [], "seed": 7, "user": "u"}));
+        let original: serde_json::Value = serde_json::from_slice(&retry.to_json().expect("json")).expect("valid");
+        assert_eq!(original["model"], "alias \"q\"");
+    }
+
+    #[test]
+    fn setting_the_clients_own_model_back_clears_the_override() {
+        let mut request = chat(json!({"model": "m", "messages": []}));
+        request.set_model("other");
+        request.set_model("m");
+        assert_eq!(request.to_json().expect("json"), br#"{"model":"m","messages":[]}"#);
+    }
+
+    #[test]
+    fn the_slow_path_rewrites_a_body_that_does_not_open_with_the_model() {
+        let body = br#"{"input":"x","model":"a"}"#.to_vec();
+        let out: serde_json::Value =
+            serde_json::from_slice(&replace_model(body, "a", "b").expect("rewritten")).expect("valid");
+        assert_eq!(out, json!({"input": "x", "model": "b"}));
+    }
+
+    #[test]
+    fn embeddings_splice_too() {
+        let body = EmbeddingsRequest { model: "e".into(), input: json!("hi"), extra: Default::default() };
+        let mut request = LlmRequest::new(Operation::embeddings(body));
+        request.set_model("text-embedding-3-small");
+        assert_eq!(request.to_json().expect("json"), br#"{"model":"text-embedding-3-small","input":"hi"}"#);
     }
 }

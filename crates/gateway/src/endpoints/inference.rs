@@ -16,11 +16,11 @@ use crate::{
 };
 
 pub(super) async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
-    serve(&state, request, "chat completion request", Operation::Chat).await
+    serve(&state, request, "chat completion request", Operation::chat).await
 }
 
 pub(super) async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
-    serve(&state, request, "embeddings request", Operation::Embeddings).await
+    serve(&state, request, "embeddings request", Operation::embeddings).await
 }
 
 async fn serve<T: DeserializeOwned>(
