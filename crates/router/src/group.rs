@@ -1,0 +1,305 @@
+//! [`ModelGroup`]: the deployments behind one model name, and the choice of one per attempt.
+//!
+//! For each attempt the group
+//! 1. keeps only deployments with room under their `max_parallel`, `rpm` and `tpm` (hard
+//!    limits: when none has room the attempt fails as rate limited, so that retries wait and
+//!    fallbacks take over);
+//! 2. prefers, in order: healthy deployments this request has not tried; healthy ones it has
+//!    tried; cooling ones it has not tried; any (cooldown never makes a model unreachable);
+//! 3. lets the [`Policy`] choose within the first non-empty tier, and admits the request there
+//!    (raising its in-flight and per-minute counts, claiming its probe when it is probing);
+//! 4. sends, and for a stream waits for the first chunk, so that a stream that fails before
+//!    its first chunk is a failed attempt that can go elsewhere;
+//! 5. records the outcome: latency (time to first chunk for streams) and health.
+
+use std::{
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use futures_core::future::BoxFuture;
+use futures_util::StreamExt;
+use switchyard_types::llm::{ErrorClass, LlmError, LlmRequest, LlmResponse, ResponseBody};
+use tokio::{sync::mpsc, time::Instant};
+use tower::ServiceExt;
+
+use crate::{
+    attempts::Attempts,
+    endpoint::Endpoint,
+    health::{CooldownConfig, State},
+    policy::Policy,
+    track::{InFlight, Tracked},
+    usage::{current_minute, until_next_minute},
+};
+
+/// How a group routes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupSettings {
+    /// How a deployment is chosen.
+    pub policy: Policy,
+    /// When a deployment is taken out of rotation.
+    pub cooldown: CooldownConfig,
+}
+
+/// A cooldown that started here, for replicas to hear of.
+#[derive(Debug, Clone)]
+pub(crate) struct CooldownEvent {
+    pub(crate) key: Arc<str>,
+    pub(crate) length: Duration,
+}
+
+/// Where cooldown events go once [`crate::shared`] is running.
+pub(crate) type CooldownSink = Arc<OnceLock<mpsc::UnboundedSender<CooldownEvent>>>;
+
+/// The deployments serving one model name.
+#[derive(Debug)]
+pub struct ModelGroup {
+    pub(crate) name: Arc<str>,
+    pub(crate) prefix: Option<String>,
+    pub(crate) endpoints: Vec<Endpoint>,
+    settings: GroupSettings,
+    turn: AtomicUsize,
+    pub(crate) cooldowns: CooldownSink,
+}
+
+// === impl ModelGroup ===
+
+impl ModelGroup {
+    /// A group named `name` (exact, or a prefix ending in `*`) over `endpoints`.
+    pub fn new(name: impl Into<Arc<str>>, endpoints: Vec<Endpoint>, settings: GroupSettings) -> Self {
+        let name = name.into();
+        let prefix = name.strip_suffix('*').map(str::to_owned);
+        Self {
+            name,
+            prefix,
+            endpoints,
+            settings,
+            turn: AtomicUsize::new(0),
+            cooldowns: CooldownSink::default(),
+        }
+    }
+
+    /// The name clients send.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The deployments, in configuration order.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+
+    /// How the group routes.
+    pub fn settings(&self) -> &GroupSettings {
+        &self.settings
+    }
+
+    /// Routes one attempt of `request`; `matched` is what a wildcard name matched.
+    pub(crate) fn call(
+        self: &Arc<Self>,
+        mut request: LlmRequest,
+        matched: Option<&str>,
+    ) -> BoxFuture<'static, Result<LlmResponse, LlmError>> {
+        let attempts = Attempts::get(&request).cloned();
+        let started = Instant::now();
+        let (index, elsewhere, probe) = match self.admit(attempts.as_ref(), started) {
+            Ok(chosen) => chosen,
+            Err(error) => return Box::pin(std::future::ready(Err(error))),
+        };
+        let endpoint = &self.endpoints[index];
+        if endpoint.forwards_model
+            && let Some(rest) = matched
+        {
+            request.set_model(rest);
+        }
+        let attempt = attempts.map(|log| {
+            let at = log.start(&self.name, &endpoint.label, endpoint.id, elsewhere);
+            (log, at)
+        });
+        let in_flight = InFlight::adopt(Arc::clone(&endpoint.state), probe);
+        let call = endpoint.service.clone().oneshot(request);
+        let group = Arc::clone(self);
+        Box::pin(async move {
+            let result = group.complete(index, call.await, in_flight, started).await;
+            if let Some((log, at)) = attempt {
+                log.finish(at, result.as_ref().err().map(|e| e.class), started.elapsed());
+            }
+            result
+        })
+    }
+
+    /// Turns a deployment's answer into the attempt's outcome, recording it.
+    async fn complete(
+        self: Arc<Self>,
+        index: usize,
+        answer: Result<LlmResponse, LlmError>,
+        mut in_flight: InFlight,
+        started: Instant,
+    ) -> Result<LlmResponse, LlmError> {
+        let endpoint = &self.endpoints[index];
+        let answer = match answer {
+            Ok(LlmResponse { body: ResponseBody::ChatStream(mut chunks), served_by }) => {
+                match chunks.next().await {
+                    Some(Ok(first)) => {
+                        self.record_success(index, started);
+                        in_flight.settle();
+                        let tracked = Tracked::new(first, chunks, Arc::clone(&self), index, in_flight);
+                        return Ok(LlmResponse {
+                            body: ResponseBody::ChatStream(Box::pin(tracked)),
+                            served_by,
+                        });
+                    }
+                    Some(Err(error)) => Err(error),
+                    None => Err(LlmError::new(
+                        ErrorClass::UpstreamServer,
+                        format!("{} ended the stream before sending anything.", endpoint.label),
+                    )),
+                }
+            }
+            answer => answer,
+        };
+        match &answer {
+            Ok(response) => {
+                self.record_success(index, started);
+                let tokens = match &response.body {
+                    ResponseBody::Chat(completion) => completion.usage().map(|u| u.total_tokens),
+                    ResponseBody::Embeddings(embeddings) => embeddings.usage().map(|u| u.total_tokens),
+                    ResponseBody::ChatStream(_) => None,
+                };
+                if let Some(tokens) = tokens {
+                    endpoint.state.usage.record_tokens(current_minute(), tokens);
+                }
+            }
+            Err(error) => self.record_failure(index, error),
+        }
+        in_flight.settle();
+        drop(in_flight);
+        answer
+    }
+
+    fn record_success(&self, index: usize, started: Instant) {
+        let state = &self.endpoints[index].state;
+        let now = Instant::now();
+        state.latency().observe(now - started, now);
+        state.health().on_success();
+    }
+
+    pub(crate) fn record_failure(&self, index: usize, error: &LlmError) {
+        let endpoint = &self.endpoints[index];
+        let cooled = endpoint.state.health().on_failure(
+            error.class,
+            error.retry_after,
+            Instant::now(),
+            &self.settings.cooldown,
+        );
+        if let Some(length) = cooled {
+            tracing::warn!(
+                model = %self.name,
+                deployment = %endpoint.label,
+                class = %error.class,
+                cooldown_ms = length.as_millis() as u64,
+                "deployment taken out of rotation"
+            );
+            if let Some(sink) = self.cooldowns.get() {
+                let _ = sink.send(CooldownEvent { key: Arc::clone(&endpoint.key), length });
+            }
+        }
+    }
+
+    /// Chooses a deployment and admits the request there. Returns its index, whether another
+    /// untried healthy deployment remained, and whether the request is the deployment's probe.
+    fn admit(&self, attempts: Option<&Attempts>, now: Instant) -> Result<(usize, bool, bool), LlmError> {
+        let minute = current_minute();
+        let mut rng = fastrand::Rng::new();
+        let mut open: Vec<usize> = (0..self.endpoints.len()).filter(|&i| self.has_room(i, minute)).collect();
+        let tried = |i: usize| attempts.is_some_and(|log| log.tried(self.endpoints[i].id));
+        let available = |i: usize| self.endpoints[i].state.health().is_available(now);
+        while !open.is_empty() {
+            let fresh: Vec<usize> = open.iter().copied().filter(|&i| available(i) && !tried(i)).collect();
+            let tier = if !fresh.is_empty() {
+                fresh.clone()
+            } else {
+                let retried: Vec<usize> = open.iter().copied().filter(|&i| available(i)).collect();
+                if !retried.is_empty() {
+                    retried
+                } else {
+                    // Everything is cooling down: the one back soonest, untried first.
+                    let soonest = open
+                        .iter()
+                        .copied()
+                        .min_by_key(|&i| (tried(i), self.endpoints[i].state.health().available_at(now)))
+                        .unwrap_or(open[0]);
+                    vec![soonest]
+                }
+            };
+            let chosen = self.settings.policy.choose(&self.endpoints, &tier, &self.turn, &mut rng, now);
+            if let Some(probe) = self.reserve(chosen, minute, now) {
+                return Ok((chosen, fresh.len() > 1, probe));
+            }
+            open.retain(|&i| i != chosen);
+        }
+        Err(self.at_capacity(minute))
+    }
+
+    fn has_room(&self, index: usize, minute: u64) -> bool {
+        let endpoint = &self.endpoints[index];
+        let settings = &endpoint.settings;
+        settings.max_parallel.is_none_or(|max| endpoint.in_flight() < max)
+            && endpoint.state.usage.has_room(minute, settings.rpm, settings.tpm)
+    }
+
+    /// Takes a place under the deployment's limits, and its probe if it is probing (then
+    /// returns `Some(true)`); `None` if there was no place after all.
+    fn reserve(&self, index: usize, minute: u64, now: Instant) -> Option<bool> {
+        let endpoint = &self.endpoints[index];
+        let state = &endpoint.state;
+        let settings = &endpoint.settings;
+        let available = state.health().is_available(now);
+        // A deployment chosen although cooling down (every one is) is not probing: no claim.
+        let probe = available && {
+            let mut health = state.health();
+            if !health.claim(now) {
+                return None;
+            }
+            matches!(health.state(), State::Probing { .. })
+        };
+        let entered = state
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                settings.max_parallel.is_none_or(|max| n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if entered && state.usage.try_admit(minute, settings.rpm, settings.tpm) {
+            return Some(probe);
+        }
+        if entered {
+            state.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+        if probe {
+            state.health().release();
+        }
+        None
+    }
+
+    fn at_capacity(&self, minute: u64) -> LlmError {
+        let per_minute = self.endpoints.iter().any(|e| {
+            (e.settings.rpm.is_some() || e.settings.tpm.is_some())
+                && !e.state.usage.has_room(minute, e.settings.rpm, e.settings.tpm)
+        });
+        let wait = if per_minute { until_next_minute() } else { Duration::from_secs(1) };
+        LlmError::new(
+            ErrorClass::RateLimited,
+            format!(
+                "Every deployment of model `{}` is at its configured capacity (rpm, tpm or max_parallel); \
+                 retry in {} s or raise the limits in the configuration.",
+                self.name,
+                wait.as_secs().max(1)
+            ),
+        )
+        .with_retry_after(Some(wait))
+        .with_code("deployment_capacity")
+    }
+}
