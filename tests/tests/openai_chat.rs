@@ -105,11 +105,11 @@ async fn embeddings_and_models() {
 }
 
 #[tokio::test]
-async fn requests_spread_round_robin_over_deployments() {
+async fn round_robin_spreads_requests_over_deployments() {
     let first = MockServer::start(MockConfig::default()).await.unwrap();
     let second = MockServer::start(MockConfig::default()).await.unwrap();
     let gateway = Gateway::start(&format!(
-        "models:\n  - name: m\n    deployments:\n      - {{provider: vllm, model: a, api_base: '{}'}}\n      - {{provider: vllm, model: b, api_base: '{}'}}\n",
+        "models:\n  - name: m\n    routing: {{policy: round_robin}}\n    deployments:\n      - {{provider: vllm, model: a, api_base: '{}'}}\n      - {{provider: vllm, model: b, api_base: '{}'}}\n",
         first.url(),
         second.url()
     ))

@@ -97,8 +97,12 @@ async fn the_master_key_is_required_when_configured() {
 #[tokio::test]
 async fn provider_failures_are_5xx_with_the_providers_message_and_never_its_key() {
     let mock = MockServer::start(MockConfig::default()).await.unwrap();
-    let gateway =
-        Gateway::start(&format!("models:\n{}", openai_model("gpt-4o-mini", "up", &mock.url()))).await;
+    // Retries off: this test is about how each failure is reported, not about recovering.
+    let gateway = Gateway::start(&format!(
+        "router:\n  retries: 0\nmodels:\n{}",
+        openai_model("gpt-4o-mini", "up", &mock.url())
+    ))
+    .await;
 
     // A provider that echoes the key it was sent, as some do in 401 messages.
     mock.push_fault(Fault::Status {

@@ -10,12 +10,16 @@
 //! 3. Decode: body → typed request, once ([`crate::decode`]).
 //! 4. Admission (rate limits, budgets): not built yet (switchyard-accounting).
 //! 5. Cache: not built yet (switchyard-cache).
-//! 6. Router: model name → deployment, round-robin ([`crate::route`]).
+//! 6. Router (switchyard-router), outermost first: fallbacks to other models, retries with
+//!    backoff and a budget, then the model's group, which picks a deployment by policy,
+//!    skips cooling and full ones, and waits for a stream's first chunk; each deployment
+//!    sits behind its time limits (time to first token, between chunks, total).
 //! 7. Provider: the deployment's adapter (switchyard-providers).
 //! 8. Settle (usage, cost, ledger, metrics): not built yet.
 //! 9. Encode: JSON or SSE in the client's dialect ([`crate::encode`]).
 
 use std::{
+    collections::HashMap,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -30,6 +34,11 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::{HeaderValue, Method, Uri};
+use switchyard_router::{
+    RouteTable,
+    fallback::{FallbackLayer, Fallbacks},
+    retry::{RetryConfig, RetryLayer},
+};
 use switchyard_types::llm::{ErrorClass, LlmError, LlmRequest, LlmResponse};
 use tower::{ServiceBuilder, util::BoxCloneSyncService};
 use tower_http::{
@@ -41,9 +50,7 @@ use tower_http::{
 use crate::{
     auth::{MasterKey, require_master_key},
     endpoints,
-    models::ModelTable,
     respond::error_response,
-    route::ModelRouter,
 };
 
 /// The LLM-level service below the HTTP edge.
@@ -53,11 +60,13 @@ pub type LlmService = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
 #[derive(Clone)]
 pub struct AppState {
     /// The models served.
-    pub models: Arc<ModelTable>,
+    pub models: Arc<RouteTable>,
     /// Steps 4–8 of the request path.
     pub stack: LlmService,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// Whether a body's `models` list is taken as the request's fallbacks.
+    pub allow_client_fallbacks: bool,
     /// Unix seconds at start, reported as models' `created`.
     pub started_at: u64,
 }
@@ -69,19 +78,35 @@ pub struct AppOptions {
     pub master_key: Option<MasterKey>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// How failed attempts are retried.
+    pub retry: RetryConfig,
+    /// Each model's fallbacks.
+    pub fallbacks: HashMap<String, Fallbacks>,
+    /// Whether a body's `models` list is taken as the request's fallbacks.
+    pub allow_client_fallbacks: bool,
 }
 
 /// The LLM-level stack (steps 4–8) over `models`.
-pub fn llm_stack(models: Arc<ModelTable>) -> LlmService {
-    BoxCloneSyncService::new(ModelRouter::new(models))
+pub fn llm_stack(
+    models: &Arc<RouteTable>,
+    retry: RetryConfig,
+    fallbacks: HashMap<String, Fallbacks>,
+) -> LlmService {
+    BoxCloneSyncService::new(
+        ServiceBuilder::new()
+            .layer(FallbackLayer::new(fallbacks))
+            .layer(RetryLayer::new(retry))
+            .service(models.dispatch()),
+    )
 }
 
 /// The complete HTTP application.
-pub fn router(models: Arc<ModelTable>, options: AppOptions) -> Router {
+pub fn router(models: Arc<RouteTable>, options: AppOptions) -> Router {
     let state = AppState {
-        stack: llm_stack(Arc::clone(&models)),
+        stack: llm_stack(&models, options.retry, options.fallbacks),
         models,
         max_body_bytes: options.max_body_bytes,
+        allow_client_fallbacks: options.allow_client_fallbacks,
         started_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
     let mut api = endpoints::api();

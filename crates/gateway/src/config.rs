@@ -19,6 +19,12 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 use switchyard_providers::presets;
 
+mod routing;
+
+pub use routing::{
+    CooldownSettings, ModelRouting, PolicyName, PriceConfig, RedisConfig, RetryBudgetConfig, RouterConfig,
+};
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +32,12 @@ pub struct Config {
     /// The HTTP server.
     #[serde(default)]
     pub server: ServerConfig,
+    /// Retries, backoff, the retry budget, cooldowns and the default policy.
+    #[serde(default)]
+    pub router: RouterConfig,
+    /// Redis, to share routing state between replicas.
+    #[serde(default)]
+    pub redis: Option<RedisConfig>,
     /// The models clients may call.
     #[serde(default)]
     pub models: Vec<ModelConfig>,
@@ -80,6 +92,31 @@ pub struct ModelConfig {
     pub name: Spanned<String>,
     /// Where requests for it go; several deployments share the traffic.
     pub deployments: Vec<DeploymentConfig>,
+    /// Its balancing policy and cooldown, when not the `router:` defaults.
+    #[serde(default)]
+    pub routing: ModelRouting,
+    /// Models to try, in order, when its deployments fail.
+    #[serde(default)]
+    pub fallbacks: Vec<Spanned<String>>,
+    /// Models to try when a prompt is too long for it.
+    #[serde(default)]
+    pub context_window_fallbacks: Vec<Spanned<String>>,
+    /// Models to try when its provider refuses the content.
+    #[serde(default)]
+    pub content_policy_fallbacks: Vec<Spanned<String>>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            name: spanless(String::new()),
+            deployments: Vec::new(),
+            routing: ModelRouting::default(),
+            fallbacks: Vec::new(),
+            context_window_fallbacks: Vec::new(),
+            content_policy_fallbacks: Vec::new(),
+        }
+    }
 }
 
 /// One deployment: a provider, its model, its endpoint and credentials.
@@ -104,9 +141,33 @@ pub struct DeploymentConfig {
     /// Extra headers to send upstream.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Deadline for a complete answer (or a stream's first response headers), in milliseconds.
+    /// Deadline for a whole answer, stream included, in milliseconds.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Streams: deadline for the first chunk, in milliseconds.
+    #[serde(default)]
+    pub ttft_timeout_ms: Option<u64>,
+    /// Streams: longest silence between two chunks, in milliseconds.
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
+    /// Deadline for the TCP and TLS connection, in milliseconds (else `server.connect_timeout_ms`).
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    /// Relative share of the model's traffic (default 1).
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// Requests per minute it may receive.
+    #[serde(default)]
+    pub rpm: Option<u64>,
+    /// Tokens per minute it may use.
+    #[serde(default)]
+    pub tpm: Option<u64>,
+    /// Requests it may have in flight at once.
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
+    /// Its price, for the lowest_cost policy.
+    #[serde(default)]
+    pub price: Option<PriceConfig>,
 }
 
 /// A secret string: shown as `<redacted>` in debug output and logs.
@@ -200,6 +261,7 @@ impl Config {
                 Some(ModelConfig {
                     name: spanless(format!("{}/*", p.name)),
                     deployments: vec![DeploymentConfig::new(p.name, "*", Some(Secret::new(key.clone())))],
+                    ..ModelConfig::default()
                 })
             })
             .collect();
@@ -207,9 +269,10 @@ impl Config {
             models.push(ModelConfig {
                 name: spanless(MOCK_PROVIDER.to_owned()),
                 deployments: vec![DeploymentConfig::new(MOCK_PROVIDER, MOCK_PROVIDER, None)],
+                ..ModelConfig::default()
             });
         }
-        Config { server: ServerConfig::default(), models }
+        Config { models, ..Config::default() }
     }
 
     /// Every semantic problem, each naming its key and line.
@@ -250,6 +313,7 @@ impl Config {
                 deployment.check(&path, name.ends_with('*'), env, &mut problems);
             }
         }
+        self.routing_problems(&mut problems);
         problems
     }
 }
@@ -286,6 +350,14 @@ impl DeploymentConfig {
             api_version: None,
             headers: BTreeMap::new(),
             timeout_ms: None,
+            ttft_timeout_ms: None,
+            idle_timeout_ms: None,
+            connect_timeout_ms: None,
+            weight: None,
+            rpm: None,
+            tpm: None,
+            max_parallel: None,
+            price: None,
         }
     }
 

@@ -25,10 +25,10 @@ use switchyard_types::{
     sse,
 };
 
-use crate::respond::{envelope, error_response};
-
-/// The header naming the deployment that served a request.
-pub const DEPLOYMENT_HEADER: &str = "x-switchyard-deployment";
+use crate::{
+    headers,
+    respond::{envelope, error_response},
+};
 
 /// Encodes a response for an OpenAI-dialect client.
 pub async fn openai_response(response: LlmResponse) -> Response {
@@ -47,7 +47,7 @@ pub async fn openai_response(response: LlmResponse) -> Response {
     if let Some(label) = response.served_by
         && let Ok(value) = HeaderValue::from_str(&label)
     {
-        http.headers_mut().insert(DEPLOYMENT_HEADER, value);
+        http.headers_mut().insert(headers::DEPLOYMENT, value);
     }
     http
 }
@@ -154,7 +154,7 @@ mod tests {
         })
         .await;
         assert_eq!(response.headers()[header::CONTENT_TYPE], "text/event-stream");
-        assert_eq!(response.headers()[DEPLOYMENT_HEADER], "p/m");
+        assert_eq!(response.headers()[headers::DEPLOYMENT], "p/m");
         let text = body_text(response).await;
         assert_eq!(text.matches("data: {").count(), 2);
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");

@@ -25,7 +25,7 @@ pub mod config;
 pub mod decode;
 pub mod encode;
 mod endpoints;
+pub mod headers;
 pub mod models;
 pub mod respond;
-pub mod route;
 pub mod server;

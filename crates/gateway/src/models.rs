@@ -1,81 +1,26 @@
-//! The model table: which names clients may send, and the deployments behind each.
+//! Building the route table from the configuration: each deployment becomes a provider
+//! adapter, wrapped in its time limits, as a `switchyard-router` endpoint with its weight,
+//! limits and price; each model becomes a group with its policy and cooldown.
 //!
-//! Built once from the configuration. A name is exact (`gpt-4o-mini`) or a prefix ending in
-//! `*` (`groq/*`); exact names win, then the longest prefix. Each deployment is a boxed
-//! provider service; they share one upstream client and so one connection pool.
+//! Deployments share one upstream client, and so one connection pool, per connect timeout
+//! (a connect timeout is a property of the client, not of a request).
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Duration,
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use switchyard_providers::{
+    client::{ClientSettings, build_client},
     mock::MockProvider,
     openai::{OpenAiCompatible, OpenAiSettings},
     presets,
 };
-use switchyard_types::llm::{LlmError, LlmRequest, LlmResponse};
-use tower::util::BoxCloneSyncService;
+use switchyard_router::{
+    DeploymentService, Endpoint, EndpointSettings, GroupSettings, ModelGroup, Price, RouteTable,
+    timeout::{DeadlineLayer, Timeouts},
+};
+use tower::{Layer, util::BoxCloneSyncService};
 
 use crate::config::{Config, DeploymentConfig, MOCK_PROVIDER};
-
-/// A provider deployment as the stack calls it.
-pub type DeploymentService = BoxCloneSyncService<LlmRequest, LlmResponse, LlmError>;
-
-/// One deployment of a model.
-#[derive(Clone)]
-pub struct Deployment {
-    /// `provider/model`, for logs and the `x-switchyard-deployment` header.
-    pub label: Arc<str>,
-    /// The provider's name (`openai`, `groq`, `mock`, ...).
-    pub provider: String,
-    /// Whether the upstream model is the part of the client's model a wildcard matched.
-    pub forwards_model: bool,
-    /// The adapter.
-    pub service: DeploymentService,
-}
-
-/// A name clients send and the deployments that serve it.
-pub struct ModelGroup {
-    /// The configured name (`gpt-4o-mini`, or `groq/*`).
-    pub name: String,
-    /// For a wildcard name, the prefix before `*`.
-    pub prefix: Option<String>,
-    /// The deployments, in configuration order.
-    pub deployments: Vec<Deployment>,
-    next: AtomicUsize,
-}
-
-impl ModelGroup {
-    /// The next deployment in round-robin order.
-    pub fn pick(&self) -> Option<&Deployment> {
-        if self.deployments.is_empty() {
-            return None;
-        }
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        self.deployments.get(turn % self.deployments.len())
-    }
-
-    /// Who serves this model, for `GET /v1/models`.
-    pub fn owned_by(&self) -> &str {
-        self.deployments.first().map_or("switchyard", |d| d.provider.as_str())
-    }
-}
-
-/// Every model the gateway serves.
-#[derive(Default)]
-pub struct ModelTable {
-    exact: HashMap<String, Arc<ModelGroup>>,
-    /// Wildcard groups, longest prefix first.
-    prefixed: Vec<Arc<ModelGroup>>,
-    /// All groups in configuration order.
-    ordered: Vec<Arc<ModelGroup>>,
-}
 
 /// A deployment that could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -87,79 +32,114 @@ pub struct BuildError {
     reason: String,
 }
 
-// === impl ModelTable ===
+/// The provider of an endpoint the gateway built (its label is `provider/model`).
+pub fn provider_of(endpoint: &Endpoint) -> &str {
+    endpoint.label.split('/').next().unwrap_or("switchyard")
+}
 
-impl ModelTable {
-    /// Builds every deployment of a validated `config`, sending through `client`.
-    pub fn build(
-        config: &Config,
-        client: &reqwest::Client,
-        env: &HashMap<String, String>,
-    ) -> Result<Self, BuildError> {
-        let mut table = ModelTable::default();
-        for model in &config.models {
-            let name = model.name.value.clone();
-            let deployments = model
-                .deployments
-                .iter()
-                .enumerate()
-                .map(|(index, d)| {
-                    build_deployment(d, client, env).map_err(|reason| BuildError {
-                        model: name.clone(),
-                        index,
-                        provider: d.provider.value.clone(),
-                        reason,
-                    })
+/// Who serves a model, for `GET /v1/models`.
+pub fn owned_by(group: &ModelGroup) -> &str {
+    group.endpoints().first().map_or("switchyard", provider_of)
+}
+
+/// Builds every model group of a validated `config`.
+pub fn build_table(config: &Config, env: &HashMap<String, String>) -> Result<RouteTable, BuildError> {
+    let mut clients = Clients::new(config.server.connect_timeout_ms);
+    let mut groups = Vec::with_capacity(config.models.len());
+    for model in &config.models {
+        let name = model.name.value.as_str();
+        let endpoints = model
+            .deployments
+            .iter()
+            .enumerate()
+            .map(|(index, d)| {
+                let key = format!("{name}/{index}");
+                build_endpoint(d, key, &mut clients, env).map_err(|reason| BuildError {
+                    model: name.to_owned(),
+                    index,
+                    provider: d.provider.value.clone(),
+                    reason,
                 })
-                .collect::<Result<Vec<_>, _>>()?;
-            let prefix = name.strip_suffix('*').map(str::to_owned);
-            let group =
-                Arc::new(ModelGroup { name: name.clone(), prefix, deployments, next: AtomicUsize::new(0) });
-            if group.prefix.is_some() {
-                table.prefixed.push(Arc::clone(&group));
-            } else {
-                table.exact.insert(name, Arc::clone(&group));
-            }
-            table.ordered.push(group);
-        }
-        table.prefixed.sort_by_key(|g| std::cmp::Reverse(g.prefix.as_ref().map_or(0, String::len)));
-        Ok(table)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let settings = GroupSettings {
+            policy: model.routing.policy.unwrap_or(config.router.policy).policy(),
+            cooldown: model.routing.cooldown.as_ref().unwrap_or(&config.router.cooldown).cooldown(),
+        };
+        groups.push(ModelGroup::new(name, endpoints, settings));
+    }
+    Ok(RouteTable::new(groups))
+}
+
+/// One upstream client per connect timeout.
+struct Clients {
+    default_ms: u64,
+    built: HashMap<u64, reqwest::Client>,
+}
+
+impl Clients {
+    fn new(default_ms: u64) -> Self {
+        Self { default_ms, built: HashMap::new() }
     }
 
-    /// The group serving `model`, and for a wildcard the part of `model` it matched.
-    pub fn resolve<'m>(&self, model: &'m str) -> Option<(&Arc<ModelGroup>, Option<&'m str>)> {
-        if let Some(group) = self.exact.get(model) {
-            return Some((group, None));
+    fn get(&mut self, connect_timeout_ms: Option<u64>) -> Result<reqwest::Client, String> {
+        let ms = connect_timeout_ms.unwrap_or(self.default_ms);
+        if let Some(client) = self.built.get(&ms) {
+            return Ok(client.clone());
         }
-        self.prefixed.iter().find_map(|group| {
-            let rest = model.strip_prefix(group.prefix.as_deref()?)?;
-            (!rest.is_empty()).then_some((group, Some(rest)))
+        let client = build_client(&ClientSettings {
+            connect_timeout: Duration::from_millis(ms),
+            ..ClientSettings::default()
         })
-    }
-
-    /// All groups, in configuration order.
-    pub fn groups(&self) -> &[Arc<ModelGroup>] {
-        &self.ordered
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        self.built.insert(ms, client.clone());
+        Ok(client)
     }
 }
 
-fn build_deployment(
+fn build_endpoint(
     config: &DeploymentConfig,
-    client: &reqwest::Client,
+    key: String,
+    clients: &mut Clients,
     env: &HashMap<String, String>,
-) -> Result<Deployment, String> {
+) -> Result<Endpoint, String> {
     let provider = config.provider.value.as_str();
     let model = config.model.value.as_str();
-    let forwards_model = model == "*";
     let label: Arc<str> = format!("{provider}/{model}").into();
-    if provider == MOCK_PROVIDER {
-        return Ok(Deployment {
-            label: Arc::clone(&label),
-            provider: provider.to_owned(),
-            forwards_model,
-            service: BoxCloneSyncService::new(MockProvider::new(label)),
-        });
-    }
+    let adapter: DeploymentService = if provider == MOCK_PROVIDER {
+        BoxCloneSyncService::new(MockProvider::new(Arc::clone(&label)))
+    } else {
+        BoxCloneSyncService::new(openai_adapter(config, Arc::clone(&label), clients, env)?)
+    };
+    let timeouts = Timeouts {
+        total: config.timeout_ms.map(Duration::from_millis),
+        ttft: config.ttft_timeout_ms.map(Duration::from_millis),
+        idle: config.idle_timeout_ms.map(Duration::from_millis),
+    };
+    let service = if timeouts == Timeouts::default() {
+        adapter
+    } else {
+        BoxCloneSyncService::new(DeadlineLayer::new(timeouts, Arc::clone(&label)).layer(adapter))
+    };
+    let settings = EndpointSettings {
+        weight: config.weight.unwrap_or(1),
+        rpm: config.rpm,
+        tpm: config.tpm,
+        max_parallel: config.max_parallel,
+        price: config.price.map(|p| Price { input: p.input, output: p.output }),
+    };
+    let endpoint = Endpoint::new(label, key, service, settings);
+    Ok(if model == "*" { endpoint.forwarding_model() } else { endpoint })
+}
+
+fn openai_adapter(
+    config: &DeploymentConfig,
+    label: Arc<str>,
+    clients: &mut Clients,
+    env: &HashMap<String, String>,
+) -> Result<OpenAiCompatible, String> {
+    let provider = config.provider.value.as_str();
+    let model = config.model.value.as_str();
     let preset = presets::preset(provider).ok_or_else(|| format!("unknown provider `{provider}`"))?;
     let api_base = config
         .api_base
@@ -176,34 +156,26 @@ fn build_deployment(
         headers.insert(name, value);
     }
     let settings = OpenAiSettings {
-        label: Arc::clone(&label),
+        label,
         api_base,
         api_key: config.resolved_key(env),
         auth: preset.auth,
         url_style: preset.url_style,
         api_version: config.api_version.clone(),
-        model: (!forwards_model).then(|| model.to_owned()),
+        model: (model != "*").then(|| model.to_owned()),
         headers,
-        timeout: config.timeout_ms.map(Duration::from_millis),
     };
-    let adapter = OpenAiCompatible::new(client.clone(), settings).map_err(|e| e.to_string())?;
-    Ok(Deployment {
-        label,
-        provider: provider.to_owned(),
-        forwards_model,
-        service: BoxCloneSyncService::new(adapter),
-    })
+    OpenAiCompatible::new(clients.get(config.connect_timeout_ms)?, settings).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn table(yaml: &str) -> ModelTable {
+    fn table(yaml: &str) -> RouteTable {
         let env = HashMap::new();
         let config = Config::parse(yaml, "t.yaml", env.clone()).expect("valid config");
-        let client = switchyard_providers::client::build_client(&Default::default()).expect("client");
-        ModelTable::build(&config, &client, &env).expect("table")
+        build_table(&config, &env).expect("table")
     }
 
     #[test]
@@ -215,7 +187,7 @@ mod tests {
   - {name: 'a/b/c', deployments: [{provider: mock, model: mock}]}
 ",
         );
-        let name = |m| t.resolve(m).map(|(g, rest)| (g.name.as_str(), rest));
+        let name = |m| t.resolve(m).map(|(g, rest)| (g.name(), rest));
         assert_eq!(name("a/b/c"), Some(("a/b/c", None)));
         assert_eq!(name("a/b/x"), Some(("a/b/*", Some("x"))));
         assert_eq!(name("a/x"), Some(("a/*", Some("x"))));
@@ -224,18 +196,31 @@ mod tests {
     }
 
     #[test]
-    fn round_robin_visits_every_deployment_in_turn() {
+    fn deployments_carry_their_routing_settings() {
         let t = table(
             "models:
   - name: m
+    routing: {policy: lowest_cost}
     deployments:
-      - {provider: vllm, model: one}
-      - {provider: vllm, model: two}
-      - {provider: vllm, model: three}
+      - {provider: vllm, model: one, weight: 3, rpm: 60, tpm: 1000, max_parallel: 4, price: {input: 1, output: 2}}
+      - {provider: vllm, model: two, price: {input: 0.5, output: 1}}
 ",
         );
         let (group, _) = t.resolve("m").expect("m exists");
-        let picks: Vec<_> = (0..6).filter_map(|_| group.pick().map(|d| d.label.to_string())).collect();
-        assert_eq!(picks, ["vllm/one", "vllm/two", "vllm/three", "vllm/one", "vllm/two", "vllm/three"]);
+        assert_eq!(group.settings().policy, switchyard_router::Policy::LowestCost);
+        let first = &group.endpoints()[0];
+        assert_eq!(&*first.key, "m/0");
+        assert_eq!(
+            first.settings,
+            EndpointSettings {
+                weight: 3,
+                rpm: Some(60),
+                tpm: Some(1000),
+                max_parallel: Some(4),
+                price: Some(Price { input: 1.0, output: 2.0 }),
+            }
+        );
+        assert_eq!(group.endpoints()[1].settings.weight, 1);
+        assert_eq!(owned_by(group), "vllm");
     }
 }

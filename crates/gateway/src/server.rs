@@ -7,14 +7,14 @@
 use std::{collections::HashMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Router, serve::ListenerExt};
-use switchyard_providers::client::{ClientSettings, build_client};
+use switchyard_router::{RouteTable, shared::SharedState};
 use tokio::net::TcpListener;
 
 use crate::{
     app::{AppOptions, router},
     auth::MasterKey,
     config::Config,
-    models::ModelTable,
+    models::build_table,
 };
 
 /// Why the gateway could not start.
@@ -26,9 +26,9 @@ pub enum StartError {
          Set server.master_key (e.g. master_key: ${{SWITCHYARD_MASTER_KEY}}) or listen on 127.0.0.1"
     )]
     OpenToNetwork(SocketAddr),
-    /// The upstream HTTP client could not be built.
-    #[error("could not build the upstream HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    /// Redis is configured but could not be used.
+    #[error("{0}; start Redis or remove `redis:` from the configuration to keep routing state per replica")]
+    Redis(#[from] switchyard_router::shared::SharedError),
     /// A deployment could not be built.
     #[error(transparent)]
     Deployment(#[from] crate::models::BuildError),
@@ -48,8 +48,10 @@ pub enum StartError {
 pub struct Server {
     listener: TcpListener,
     app: Router,
-    models: Arc<ModelTable>,
+    models: Arc<RouteTable>,
     authenticated: bool,
+    /// Shares routing state through Redis while the server lives.
+    _shared: Option<SharedState>,
 }
 
 impl Server {
@@ -60,19 +62,32 @@ impl Server {
         if master_key.is_none() && !listen.ip().is_loopback() {
             return Err(StartError::OpenToNetwork(listen));
         }
-        let client = build_client(&ClientSettings {
-            connect_timeout: Duration::from_millis(config.server.connect_timeout_ms),
-            ..ClientSettings::default()
-        })?;
-        let models = Arc::new(ModelTable::build(config, &client, env)?);
+        let models = Arc::new(build_table(config, env)?);
+        let shared = match &config.redis {
+            Some(redis) => Some(
+                SharedState::start(
+                    redis.url.expose(),
+                    Arc::clone(&models),
+                    Duration::from_millis(redis.sync_interval_ms.max(10)),
+                )
+                .await?,
+            ),
+            None => None,
+        };
         let authenticated = master_key.is_some();
         let app = router(
             Arc::clone(&models),
-            AppOptions { master_key, max_body_bytes: config.server.max_body_bytes },
+            AppOptions {
+                master_key,
+                max_body_bytes: config.server.max_body_bytes,
+                retry: config.router.retry(),
+                fallbacks: config.fallbacks(),
+                allow_client_fallbacks: config.router.allow_client_fallbacks,
+            },
         );
         let listener =
             TcpListener::bind(listen).await.map_err(|source| StartError::Bind { addr: listen, source })?;
-        Ok(Self { listener, app, models, authenticated })
+        Ok(Self { listener, app, models, authenticated, _shared: shared })
     }
 
     /// The address actually bound (useful with port 0).
@@ -81,7 +96,7 @@ impl Server {
     }
 
     /// The models being served.
-    pub fn models(&self) -> &Arc<ModelTable> {
+    pub fn models(&self) -> &Arc<RouteTable> {
         &self.models
     }
 

@@ -24,7 +24,6 @@
 //!     api_version: None,
 //!     model: Some("llama-3.1-8b-instant".into()),
 //!     headers: Default::default(),
-//!     timeout: None,
 //! })?;
 //! let response = deployment.oneshot(request).await?;
 //! # let _ = response; Ok(()) }

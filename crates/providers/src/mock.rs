@@ -60,7 +60,8 @@ fn answer(request: &LlmRequest) -> Result<ResponseBody, serde_json::Error> {
     let model = request.model();
     Ok(match &request.op {
         Operation::Chat(chat) if chat.is_stream() => {
-            let chunks = stream_chunks(chat, model).iter().map(Json::from_typed).collect::<Result<Vec<_>, _>>()?;
+            let chunks =
+                stream_chunks(chat, model).iter().map(Json::from_typed).collect::<Result<Vec<_>, _>>()?;
             ResponseBody::ChatStream(Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok))))
         }
         Operation::Chat(chat) => ResponseBody::Chat(Json::from_typed(&complete(chat, model))?),

@@ -51,10 +51,9 @@ pub struct OpenAiSettings {
     pub api_version: Option<String>,
     /// The upstream model id; `None` sends the request's model unchanged.
     pub model: Option<String>,
-    /// Extra headers sent with every request (e.g. OpenRouter's `HTTP-Referer`).
+    /// Extra headers sent with every request (e.g. OpenRouter's `HTTP-Referer`). Time
+    /// limits are not the adapter's: `switchyard-router`'s deadline layer wraps it.
     pub headers: HeaderMap,
-    /// Deadline for a complete non-streamed answer, or for a stream's response headers.
-    pub timeout: Option<Duration>,
 }
 
 impl fmt::Debug for OpenAiSettings {
@@ -179,26 +178,16 @@ impl Inner {
         })?);
 
         let served_by = Some(Arc::clone(&self.settings.label));
-        // The deadline covers a whole non-streamed answer, body included; for a stream it
-        // covers the response headers (a stream's pace is the provider's to set).
-        let exchange = async {
-            let response = self.execute(url, body, stream).await?;
-            if !response.status().is_success() {
-                return Err(self.error_from(response).await);
+        let response = self.execute(url, body, stream).await?;
+        if !response.status().is_success() {
+            return Err(self.error_from(response).await);
+        }
+        let body = match request.op {
+            Operation::Chat(_) if stream => {
+                ResponseBody::ChatStream(Box::pin(SseChunks::new(response.bytes_stream(), self.label())))
             }
-            Ok(match request.op {
-                Operation::Chat(_) if stream => {
-                    ResponseBody::ChatStream(Box::pin(SseChunks::new(response.bytes_stream(), self.label())))
-                }
-                Operation::Chat(_) => ResponseBody::Chat(self.read_json(response).await?),
-                Operation::Embeddings(_) => ResponseBody::Embeddings(self.read_json(response).await?),
-            })
-        };
-        let body = match self.settings.timeout {
-            Some(limit) => {
-                tokio::time::timeout(limit, exchange).await.map_err(|_| self.timed_out(limit))??
-            }
-            None => exchange.await?,
+            Operation::Chat(_) => ResponseBody::Chat(self.read_json(response).await?),
+            Operation::Embeddings(_) => ResponseBody::Embeddings(self.read_json(response).await?),
         };
         Ok(LlmResponse { body, served_by })
     }
@@ -238,13 +227,6 @@ impl Inner {
 
     fn label(&self) -> Arc<str> {
         Arc::clone(&self.settings.label)
-    }
-
-    fn timed_out(&self, limit: Duration) -> LlmError {
-        LlmError::new(
-            ErrorClass::Timeout,
-            format!("{} did not answer within {} ms", self.settings.label, limit.as_millis()),
-        )
     }
 
     fn transport_error(&self, err: &reqwest::Error) -> LlmError {

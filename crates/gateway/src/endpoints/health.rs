@@ -15,6 +15,6 @@ pub(super) async fn liveness() -> Json<Value> {
 
 pub(super) async fn readiness(State(state): State<AppState>) -> Json<Value> {
     let groups = state.models.groups();
-    let deployments: usize = groups.iter().map(|g| g.deployments.len()).sum();
+    let deployments: usize = groups.iter().map(|g| g.endpoints().len()).sum();
     Json(json!({"status": "ready", "models": groups.len(), "deployments": deployments}))
 }

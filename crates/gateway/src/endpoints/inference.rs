@@ -1,49 +1,141 @@
 //! `POST /v1/chat/completions` and `POST /v1/embeddings`: decode, call the stack, encode.
+//!
+//! Besides the body, a request may carry routing instructions:
+//! - `x-switchyard-timeout-ms`: a deadline for the whole request, retries included;
+//! - `x-switchyard-ttft-timeout-ms`: for a stream, the longest wait for its first chunk on
+//!   each attempt;
+//! - `"models": [..]` in a chat body: the client's own fallback models, in order, when the
+//!   configuration allows it (`router.allow_client_fallbacks`); the list is taken out of the
+//!   body before it goes upstream. Otherwise the field is passed through untouched.
+//!
+//! Every answer, success or error, says how many attempts it took (`x-switchyard-attempts`).
+
+use std::time::Duration;
 
 use axum::{
     extract::{Request, State},
     response::Response,
 };
+use http::{HeaderMap, HeaderValue};
 use serde::de::DeserializeOwned;
-use switchyard_types::llm::{LlmRequest, Operation};
+use serde_json::Value;
+use switchyard_router::{Attempts, fallback::ClientFallbacks, timeout::RequestTimeouts};
+use switchyard_types::{
+    llm::{ErrorClass, LlmError, LlmRequest, Operation},
+    openai::ChatCompletionRequest,
+};
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::{
     app::AppState,
     decode::{parse_json, read_body},
     encode::openai_response,
+    headers,
     respond::error_response,
 };
 
+/// The longest list of client fallbacks accepted.
+const MAX_CLIENT_FALLBACKS: usize = 10;
+
 pub(super) async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
-    serve(&state, request, "chat completion request", Operation::chat).await
+    let allow = state.allow_client_fallbacks;
+    serve(&state, request, "chat completion request", move |mut chat: ChatCompletionRequest| {
+        let fallbacks = if allow { client_fallbacks(&mut chat)? } else { None };
+        Ok((Operation::chat(chat), fallbacks))
+    })
+    .await
 }
 
 pub(super) async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
-    serve(&state, request, "embeddings request", Operation::embeddings).await
+    serve(&state, request, "embeddings request", |body| Ok((Operation::embeddings(body), None))).await
 }
+
+type Prepared = Result<(Operation, Option<ClientFallbacks>), LlmError>;
 
 async fn serve<T: DeserializeOwned>(
     state: &AppState,
     request: Request,
     what: &str,
-    operation: fn(T) -> Operation,
+    prepare: impl FnOnce(T) -> Prepared,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let decoded = match read_body(&parts.headers, body, state.max_body_bytes).await {
-        Ok(bytes) => parse_json::<T>(&bytes, what),
+    let prepared = match read_body(&parts.headers, body, state.max_body_bytes).await {
+        Ok(bytes) => parse_json::<T>(&bytes, what).and_then(prepare),
         Err(error) => Err(error),
     };
-    let mut request = match decoded {
-        Ok(body) => LlmRequest::new(operation(body)),
-        Err(error) => return error_response(&error),
+    let timeouts = request_timeouts(&parts.headers);
+    let (mut request, timeouts) = match (prepared, timeouts) {
+        (Ok((operation, fallbacks)), Ok(timeouts)) => {
+            let mut request = LlmRequest::new(operation);
+            request.extensions = parts.extensions;
+            if let Some(fallbacks) = fallbacks {
+                request.extensions.insert(fallbacks);
+            }
+            (request, timeouts)
+        }
+        (Err(error), _) | (_, Err(error)) => return error_response(&error),
     };
-    request.extensions = parts.extensions;
-    match state.stack.clone().oneshot(request).await {
+    if let Some(timeouts) = timeouts {
+        request.extensions.insert(timeouts);
+    }
+    let attempts = Attempts::of(&mut request);
+    let mut response = match state.stack.clone().oneshot(request).await {
         Ok(response) => openai_response(response).await,
         Err(error) => {
             tracing::debug!(class = %error.class, error = %error.message, "request failed");
             error_response(&error)
         }
+    };
+    let count = attempts.count();
+    if count > 0 {
+        response.headers_mut().insert(headers::ATTEMPTS, HeaderValue::from(count));
     }
+    response
+}
+
+/// The client's own limits, from the request headers.
+fn request_timeouts(sent: &HeaderMap) -> Result<Option<RequestTimeouts>, LlmError> {
+    let deadline = millis(sent, headers::TIMEOUT)?.map(|d| Instant::now() + d);
+    let ttft = millis(sent, headers::TTFT_TIMEOUT)?;
+    Ok((deadline.is_some() || ttft.is_some()).then_some(RequestTimeouts { deadline, ttft }))
+}
+
+fn millis(sent: &HeaderMap, name: &str) -> Result<Option<Duration>, LlmError> {
+    let Some(value) = sent.get(name) else { return Ok(None) };
+    match value.to_str().ok().and_then(|v| v.trim().parse::<u64>().ok()).filter(|&ms| ms > 0) {
+        Some(ms) => Ok(Some(Duration::from_millis(ms))),
+        None => Err(LlmError::new(
+            ErrorClass::BadRequest,
+            format!(
+                "The header {name} must be a whole number of milliseconds greater than 0, such as 30000."
+            ),
+        )),
+    }
+}
+
+/// Takes the client's fallback list (`models`) out of a chat body.
+fn client_fallbacks(chat: &mut ChatCompletionRequest) -> Result<Option<ClientFallbacks>, LlmError> {
+    let Some(models) = chat.extra.remove("models") else { return Ok(None) };
+    let invalid = || {
+        LlmError::new(
+            ErrorClass::BadRequest,
+            format!(
+                "`models` must be an array of at most {MAX_CLIENT_FALLBACKS} model names to try in order after `model`."
+            ),
+        )
+        .with_param("models")
+    };
+    let Value::Array(items) = models else { return Err(invalid()) };
+    if items.len() > MAX_CLIENT_FALLBACKS {
+        return Err(invalid());
+    }
+    let names = items
+        .into_iter()
+        .map(|item| match item {
+            Value::String(name) if !name.is_empty() => Ok(name),
+            _ => Err(invalid()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(ClientFallbacks(names)))
 }

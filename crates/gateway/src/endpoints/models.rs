@@ -13,7 +13,7 @@ use switchyard_types::{
     openai::{Model, ModelList},
 };
 
-use crate::{app::AppState, respond::error_response};
+use crate::{app::AppState, models::owned_by, respond::error_response};
 
 pub(super) async fn list(State(state): State<AppState>) -> Json<ModelList> {
     let data = state
@@ -21,10 +21,10 @@ pub(super) async fn list(State(state): State<AppState>) -> Json<ModelList> {
         .groups()
         .iter()
         .map(|g| Model {
-            id: g.name.clone(),
+            id: g.name().to_owned(),
             object: "model".into(),
             created: state.started_at,
-            owned_by: g.owned_by().to_owned(),
+            owned_by: owned_by(g).to_owned(),
         })
         .collect();
     Json(ModelList { object: "list".into(), data })
@@ -36,7 +36,7 @@ pub(super) async fn retrieve(State(state): State<AppState>, Path(id): Path<Strin
             id,
             object: "model".into(),
             created: state.started_at,
-            owned_by: group.owned_by().to_owned(),
+            owned_by: owned_by(group).to_owned(),
         })
         .into_response(),
         None => error_response(
