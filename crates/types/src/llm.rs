@@ -312,9 +312,11 @@ mod tests {
         assert_eq!(request.requested_model(), "alias \"q\"");
         assert_eq!(retry.model(), "alias \"q\"", "a clone keeps its own model");
 
-        let sent: serde_json::Value = serde_json::from_slice(&request.to_json().expect("json")).expect("valid");
+        let sent: serde_json::Value =
+            serde_json::from_slice(&request.to_json().expect("json")).expect("valid");
         assert_eq!(sent, json!({"model": "upstream-id", "messages": [], "seed": 7, "user": "u"}));
-        let original: serde_json::Value = serde_json::from_slice(&retry.to_json().expect("json")).expect("valid");
+        let original: serde_json::Value =
+            serde_json::from_slice(&retry.to_json().expect("json")).expect("valid");
         assert_eq!(original["model"], "alias \"q\"");
     }
 
