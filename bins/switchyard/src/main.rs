@@ -216,12 +216,31 @@ fn check(path: &Path) -> ExitCode {
                     "none (only allowed on loopback)"
                 }
             );
+            let router = &config.router;
+            println!(
+                "routing: up to {} retries; cooldown after {} failures, for {} ms{}",
+                router.retries,
+                router.cooldown.failures,
+                router.cooldown.duration_ms,
+                if config.redis.is_some() { ", state shared through Redis" } else { "" }
+            );
             println!("models ({}):", config.models.len());
             for model in &config.models {
-                println!("  {}", model.name.value);
+                let policy = model.routing.policy.unwrap_or(router.policy);
+                println!("  {} ({})", model.name.value, policy.policy().as_str());
                 for d in &model.deployments {
                     let base = d.api_base.as_ref().map(|b| format!(" at {}", b.value)).unwrap_or_default();
                     println!("    - {} model {}{base}", d.provider.value, d.model.value);
+                }
+                for (kind, list) in [
+                    ("falls back to", &model.fallbacks),
+                    ("too-long prompts fall back to", &model.context_window_fallbacks),
+                    ("refused content falls back to", &model.content_policy_fallbacks),
+                ] {
+                    if !list.is_empty() {
+                        let names: Vec<&str> = list.iter().map(|m| m.value.as_str()).collect();
+                        println!("    {kind}: {}", names.join(", "));
+                    }
                 }
             }
             ExitCode::SUCCESS
