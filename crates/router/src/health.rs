@@ -152,8 +152,10 @@ impl Health {
             return None;
         }
         let (consecutive, strikes) = match self.state {
-            State::Healthy { consecutive } => (consecutive + 1, 0),
-            State::Probing { strikes, .. } => (u32::MAX, strikes),
+            State::Healthy { consecutive } => (consecutive.saturating_add(1), 0),
+            // A failed probe reaches the threshold at once; with counting off (0) only a 429
+            // cools the deployment down again.
+            State::Probing { strikes, .. } => (config.failures, strikes),
             // A request routed before the cooldown began has failed too: already counted.
             State::Cooling { .. } => return None,
         };
