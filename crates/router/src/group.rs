@@ -161,7 +161,7 @@ impl ModelGroup {
             }
             answer => answer,
         };
-        match &answer {
+        let settled = match &answer {
             Ok(response) => {
                 self.record_success(index, started);
                 let tokens = match &response.body {
@@ -172,10 +172,15 @@ impl ModelGroup {
                 if let Some(tokens) = tokens {
                     endpoint.state.usage.record_tokens(current_minute(), tokens);
                 }
+                true
             }
             Err(error) => self.record_failure(index, error),
+        };
+        // A failure that says nothing about the deployment settles nothing: if this request
+        // held the probe, dropping `in_flight` gives it back for the next request.
+        if settled {
+            in_flight.settle();
         }
-        in_flight.settle();
         drop(in_flight);
         answer
     }
@@ -187,7 +192,13 @@ impl ModelGroup {
         state.health().on_success();
     }
 
-    pub(crate) fn record_failure(&self, index: usize, error: &LlmError) {
+    /// Counts a failure against the deployment. Returns false, recording nothing, when the
+    /// failure is the client's ([`crate::fails_over`]): it says nothing about the deployment,
+    /// and the probe, if one is in flight, may be another request's.
+    pub(crate) fn record_failure(&self, index: usize, error: &LlmError) -> bool {
+        if !crate::fails_over(error.class) {
+            return false;
+        }
         let endpoint = &self.endpoints[index];
         let cooled = endpoint.state.health().on_failure(
             error.class,
@@ -207,6 +218,7 @@ impl ModelGroup {
                 let _ = sink.send(CooldownEvent { key: Arc::clone(&endpoint.key), length });
             }
         }
+        true
     }
 
     /// Chooses a deployment and admits the request there. Returns its index, whether another
