@@ -193,10 +193,11 @@ impl ModelGroup {
     }
 
     /// Counts a failure against the deployment. Returns false, recording nothing, when the
-    /// failure is the client's ([`crate::fails_over`]): it says nothing about the deployment,
-    /// and the probe, if one is in flight, may be another request's.
+    /// failure is the client's ([`crate::fails_over`]), or the expiry of a time limit the
+    /// client set: it says nothing about the deployment, and the probe, if one is in flight,
+    /// may be another request's.
     pub(crate) fn record_failure(&self, index: usize, error: &LlmError) -> bool {
-        if !crate::fails_over(error.class) {
+        if !crate::fails_over(error.class) || crate::timeout::is_clients_limit(error) {
             return false;
         }
         let endpoint = &self.endpoints[index];

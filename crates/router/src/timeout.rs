@@ -103,7 +103,19 @@ enum Limit {
     Total(Duration),
     RequestDeadline,
     Ttft(Duration),
+    /// The client's own time-to-first-token limit.
+    RequestTtft(Duration),
     Idle(Duration),
+}
+
+/// The headers a client sets its own limits with; the expiry of one names it as its `param`.
+const DEADLINE_HEADER: &str = "x-switchyard-timeout-ms";
+const TTFT_HEADER: &str = "x-switchyard-ttft-timeout-ms";
+
+/// Whether `error` is the expiry of a limit the client set for its request: that says nothing
+/// about the deployment, so it must not count against its health.
+pub(crate) fn is_clients_limit(error: &LlmError) -> bool {
+    error.class == ErrorClass::Timeout && matches!(error.param.as_deref(), Some(DEADLINE_HEADER | TTFT_HEADER))
 }
 
 fn expired(label: &str, limit: Limit) -> LlmError {
@@ -114,7 +126,7 @@ fn expired(label: &str, limit: Limit) -> LlmError {
         Limit::RequestDeadline => {
             format!("{label} did not answer before the request's deadline (x-switchyard-timeout-ms).")
         }
-        Limit::Ttft(d) => {
+        Limit::Ttft(d) | Limit::RequestTtft(d) => {
             format!("{label} sent no first token within {} ms (ttft_timeout_ms).", d.as_millis())
         }
         Limit::Idle(d) => {
@@ -124,7 +136,12 @@ fn expired(label: &str, limit: Limit) -> LlmError {
             )
         }
     };
-    LlmError::new(ErrorClass::Timeout, message)
+    let error = LlmError::new(ErrorClass::Timeout, message);
+    match limit {
+        Limit::RequestDeadline => error.with_param(DEADLINE_HEADER),
+        Limit::RequestTtft(_) => error.with_param(TTFT_HEADER),
+        Limit::Total(_) | Limit::Ttft(_) | Limit::Idle(_) => error,
+    }
 }
 
 impl<S> tower::Service<LlmRequest> for Deadline<S>
@@ -149,7 +166,11 @@ where
             own.deadline.map(|at| (at, Limit::RequestDeadline)),
         );
         let stream = request.is_stream();
-        let ttft = own.ttft.or(self.timeouts.ttft).filter(|_| stream).map(|d| (start + d, Limit::Ttft(d)));
+        let ttft = match own.ttft {
+            Some(d) => Some((start + d, Limit::RequestTtft(d))),
+            None => self.timeouts.ttft.map(|d| (start + d, Limit::Ttft(d))),
+        }
+        .filter(|_| stream);
         let idle = self.timeouts.idle;
         let label = Arc::clone(&self.label);
         let call = self.inner.call(request);
