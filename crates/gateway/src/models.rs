@@ -116,11 +116,11 @@ fn build_endpoint(
         ttft: config.ttft_timeout_ms.map(Duration::from_millis),
         idle: config.idle_timeout_ms.map(Duration::from_millis),
     };
-    let service = if timeouts == Timeouts::default() {
-        adapter
-    } else {
-        BoxCloneSyncService::new(DeadlineLayer::new(timeouts, Arc::clone(&label)).layer(adapter))
-    };
+    // Every deployment sits behind its time limits, even one with none configured: the layer
+    // also enforces the client's own (`x-switchyard-timeout-ms`, `x-switchyard-ttft-timeout-ms`),
+    // which a deployment without limits would otherwise ignore.
+    let service =
+        BoxCloneSyncService::new(DeadlineLayer::new(timeouts, Arc::clone(&label)).layer(adapter));
     let settings = EndpointSettings {
         weight: config.weight.unwrap_or(1),
         rpm: config.rpm,
