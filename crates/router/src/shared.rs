@@ -65,7 +65,13 @@ impl SharedState {
         let shown = redact(url);
         let client =
             redis::Client::open(url).map_err(|source| SharedError::BadUrl { url: shown.clone(), source })?;
-        let connect = ConnectionManager::new(client);
+        // One plain connection first, for its own error: the connection manager retries a
+        // refused connection with backoff for longer than the wait below, so that without
+        // this a Redis that is down would only be reported, after 5 s, as not answering.
+        let connect = async {
+            drop(client.get_multiplexed_async_connection().await?);
+            ConnectionManager::new(client).await
+        };
         let connection = match tokio::time::timeout(Duration::from_secs(5), connect).await {
             Ok(Ok(connection)) => connection,
             Ok(Err(e)) => return Err(SharedError::Unreachable { url: shown, reason: e.to_string() }),
