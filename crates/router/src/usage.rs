@@ -43,8 +43,11 @@ struct Window {
 }
 
 impl Window {
+    /// Moves to `minute` if it is a later one. Never back: a caller that read the clock just
+    /// before the minute turned (a sync, a request admitted on another thread) would otherwise
+    /// reset the window to the old minute and lose the new minute's counts.
     fn roll(&mut self, minute: u64) {
-        if self.minute != minute {
+        if minute > self.minute {
             *self = Window { minute, ..Window::default() };
         }
     }
@@ -102,10 +105,14 @@ impl UsageWindow {
         window.total()
     }
 
-    /// Hands over the counts not yet shared, for a sync.
+    /// Hands over the counts not yet shared, for a sync of `minute`. Counts of a later minute
+    /// stay for the next sync, which shares them under their own minute.
     pub(crate) fn take_unsynced(&self, minute: u64) -> Counts {
         let mut window = self.lock();
         window.roll(minute);
+        if window.minute != minute {
+            return Counts::default();
+        }
         std::mem::take(&mut window.unsynced)
     }
 
@@ -165,5 +172,26 @@ mod tests {
         assert!(!window.try_admit(1, Some(10), None), "9 shared + 1 local reaches 10");
         window.restore_unsynced(1, pushed);
         assert_eq!(window.counts(1).requests, 11);
+    }
+
+    #[test]
+    fn a_caller_that_read_the_clock_before_the_minute_turned_does_not_take_the_window_back() {
+        let window = UsageWindow::default();
+        assert!(window.try_admit(8, Some(10), None));
+        // A sync that read the clock just before minute 8 began.
+        assert_eq!(
+            window.take_unsynced(7),
+            Counts::default(),
+            "minute 8's count is not pushed as minute 7's"
+        );
+        window.set_shared(7, Counts { requests: 10, tokens: 0 });
+        assert_eq!(
+            window.counts(8).requests,
+            1,
+            "minute 8 keeps its admission, and ignores minute 7's total"
+        );
+        // A request that read the clock before minute 8 counts in the window there is.
+        assert!(window.try_admit(7, Some(10), None));
+        assert_eq!(window.take_unsynced(8).requests, 2);
     }
 }
