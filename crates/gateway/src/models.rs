@@ -119,8 +119,7 @@ fn build_endpoint(
     // Every deployment sits behind its time limits, even one with none configured: the layer
     // also enforces the client's own (`x-switchyard-timeout-ms`, `x-switchyard-ttft-timeout-ms`),
     // which a deployment without limits would otherwise ignore.
-    let service =
-        BoxCloneSyncService::new(DeadlineLayer::new(timeouts, Arc::clone(&label)).layer(adapter));
+    let service = BoxCloneSyncService::new(DeadlineLayer::new(timeouts, Arc::clone(&label)).layer(adapter));
     let settings = EndpointSettings {
         weight: config.weight.unwrap_or(1),
         rpm: config.rpm,
