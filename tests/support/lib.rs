@@ -115,3 +115,43 @@ pub async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bo
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// A chat completion body for `model` with one short user message; `stream` asks for
+/// server-sent events.
+pub fn chat_body(model: &str, stream: bool) -> serde_json::Value {
+    serde_json::json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+/// Reads a server-sent-event body to its end and returns the `data:` payload of each event,
+/// in order (`[DONE]` included, as sent).
+///
+/// # Panics
+/// When the body breaks off at the transport level: a test that reads a stream expects the
+/// gateway to end it with an event, never with a broken connection.
+pub async fn sse_data(response: reqwest::Response) -> Vec<String> {
+    let text = match response.text().await {
+        Ok(text) => text,
+        Err(err) => panic!("the stream broke off instead of ending with an event: {err}"),
+    };
+    text.split("\n\n")
+        .filter_map(|event| {
+            let lines: Vec<&str> = event.lines().filter_map(|line| line.strip_prefix("data: ")).collect();
+            (!lines.is_empty()).then(|| lines.join("\n"))
+        })
+        .collect()
+}
+
+/// Waits, if needed, until at least `need` is left in the current calendar minute.
+///
+/// Per-deployment limits (`rpm`, `tpm`) count calendar minutes, so that replicas sharing their
+/// counts agree on the window; a test that fills a limit must not straddle two minutes, or the
+/// count starts again halfway through.
+pub async fn within_one_minute(need: Duration) {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let into_minute = Duration::from_millis((now.as_millis() % 60_000) as u64);
+    let left = Duration::from_secs(60).saturating_sub(into_minute);
+    if left < need {
+        // A little past the boundary, so that the gateway's clock agrees it is a new minute.
+        tokio::time::sleep(left + Duration::from_millis(50)).await;
+    }
+}
