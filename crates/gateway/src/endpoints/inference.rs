@@ -8,7 +8,8 @@
 //!   configuration allows it (`router.allow_client_fallbacks`); the list is taken out of the
 //!   body before it goes upstream. Otherwise the field is passed through untouched.
 //!
-//! Every answer, success or error, says how many attempts it took (`x-switchyard-attempts`).
+//! Every answer that reached routing, success or error, says how many attempts it took
+//! (`x-switchyard-attempts`); a request refused before (unreadable body, bad header) has none.
 
 use std::time::Duration;
 
@@ -87,10 +88,8 @@ async fn serve<T: DeserializeOwned>(
             error_response(&error)
         }
     };
-    let count = attempts.count();
-    if count > 0 {
-        response.headers_mut().insert(headers::ATTEMPTS, HeaderValue::from(count));
-    }
+    // Zero says no deployment was tried (every one was at capacity, or the model is unknown).
+    response.headers_mut().insert(headers::ATTEMPTS, HeaderValue::from(attempts.count()));
     response
 }
 
