@@ -115,7 +115,8 @@ const TTFT_HEADER: &str = "x-switchyard-ttft-timeout-ms";
 /// Whether `error` is the expiry of a limit the client set for its request: that says nothing
 /// about the deployment, so it must not count against its health.
 pub(crate) fn is_clients_limit(error: &LlmError) -> bool {
-    error.class == ErrorClass::Timeout && matches!(error.param.as_deref(), Some(DEADLINE_HEADER | TTFT_HEADER))
+    error.class == ErrorClass::Timeout
+        && matches!(error.param.as_deref(), Some(DEADLINE_HEADER | TTFT_HEADER))
 }
 
 fn expired(label: &str, limit: Limit) -> LlmError {
