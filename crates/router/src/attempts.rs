@@ -67,6 +67,10 @@ impl Attempts {
         self.lock().elsewhere
     }
 
+    pub(crate) fn set_elsewhere(&self, elsewhere: bool) {
+        self.lock().elsewhere = elsewhere;
+    }
+
     pub(crate) fn tried(&self, endpoint: usize) -> bool {
         self.lock().attempts.iter().any(|a| a.endpoint == endpoint)
     }

@@ -124,7 +124,9 @@ impl Endpoint {
     /// Latency estimate in nanoseconds times the requests it would have in flight: the
     /// expected wait of one more request (tower's `PeakEwma` load).
     pub(crate) fn load(&self, now: Instant) -> f64 {
-        let estimate = self.state.latency().estimate(now);
+        // A floor of 1 ms keeps requests in flight counting for a deployment not yet measured
+        // (or whose estimate has faded), so that one that never answers is not favoured.
+        let estimate = self.state.latency().estimate(now) + 1e6;
         estimate * f64::from(self.in_flight() + 1) / self.weight()
     }
 }

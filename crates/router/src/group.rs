@@ -35,6 +35,9 @@ use crate::{
     usage::{current_minute, until_next_minute},
 };
 
+/// What a failure counts as in the latency estimate (see `record_failure`).
+const FAILURE_LATENCY: Duration = Duration::from_secs(1);
+
 /// How a group routes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroupSettings {
@@ -107,7 +110,13 @@ impl ModelGroup {
         let started = Instant::now();
         let (index, elsewhere, probe) = match self.admit(attempts.as_ref(), started) {
             Ok(chosen) => chosen,
-            Err(error) => return Box::pin(std::future::ready(Err(error))),
+            Err(error) => {
+                // Nothing was routed: a retry cannot go elsewhere at once either.
+                if let Some(log) = &attempts {
+                    log.set_elsewhere(false);
+                }
+                return Box::pin(std::future::ready(Err(error)));
+            }
         };
         let endpoint = &self.endpoints[index];
         if endpoint.forwards_model
@@ -144,8 +153,10 @@ impl ModelGroup {
             Ok(LlmResponse { body: ResponseBody::ChatStream(mut chunks), served_by }) => {
                 match chunks.next().await {
                     Some(Ok(first)) => {
-                        self.record_success(index, started);
-                        in_flight.settle();
+                        // The latency is the time to the first chunk; the deployment's health
+                        // is settled when the stream ends (see `Tracked`), so that one whose
+                        // streams keep breaking midway is cooled down like any failing one.
+                        self.record_latency(index, started);
                         let tracked = Tracked::new(first, chunks, Arc::clone(&self), index, in_flight);
                         return Ok(LlmResponse {
                             body: ResponseBody::ChatStream(Box::pin(tracked)),
@@ -186,10 +197,18 @@ impl ModelGroup {
     }
 
     fn record_success(&self, index: usize, started: Instant) {
-        let state = &self.endpoints[index].state;
+        self.record_latency(index, started);
+        self.endpoints[index].state.health().on_success();
+    }
+
+    fn record_latency(&self, index: usize, started: Instant) {
         let now = Instant::now();
-        state.latency().observe(now - started, now);
-        state.health().on_success();
+        self.endpoints[index].state.latency().observe(now - started, now);
+    }
+
+    /// A stream ended cleanly: the deployment served the whole answer.
+    pub(crate) fn record_stream_success(&self, index: usize) {
+        self.endpoints[index].state.health().on_success();
     }
 
     /// Counts a failure against the deployment. Returns false, recording nothing, when the
@@ -201,6 +220,10 @@ impl ModelGroup {
             return false;
         }
         let endpoint = &self.endpoints[index];
+        // A failure costs the client at least as much as a slow answer: without this, a
+        // deployment that fails fast (or was never measured) would look like the fastest.
+        let now = Instant::now();
+        endpoint.state.latency().observe(FAILURE_LATENCY, now);
         let cooled = endpoint.state.health().on_failure(
             error.class,
             error.retry_after,

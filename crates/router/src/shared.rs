@@ -10,7 +10,8 @@
 //!   what they admit in one sync interval.
 //!
 //! Writes happen on a background task, never on a request's path. When Redis is unreachable
-//! the task logs it (once per outage), keeps counting locally, and catches up when it is back.
+//! the task logs it (once per outage), keeps counting locally, and catches up when it is back:
+//! counts not shared yet are added then, and cooldowns that are not over yet are written then.
 
 use std::{
     sync::Arc,
@@ -82,7 +83,7 @@ impl SharedState {
         let (events, receiver) = mpsc::unbounded_channel();
         // A table is shared by one sync task; a second start keeps the first one's channel.
         let _ = table.cooldowns.set(events);
-        let sync = Sync { connection, table, healthy: true };
+        let sync = Sync { connection, table, healthy: true, unpublished: Vec::new() };
         Ok(Self { task: tokio::spawn(sync.run(receiver, interval)) })
     }
 }
@@ -92,6 +93,9 @@ struct Sync {
     table: Arc<RouteTable>,
     /// Whether the last exchange worked, so that an outage is logged once.
     healthy: bool,
+    /// Cooldowns Redis did not take (key, until in Unix ms), sent again each sync until they
+    /// are taken or over.
+    unpublished: Vec<(Arc<str>, u64)>,
 }
 
 impl Sync {
@@ -102,7 +106,11 @@ impl Sync {
             tokio::select! {
                 event = events.recv() => match event {
                     Some(event) => {
-                        let result = self.publish(&event).await;
+                        let until = unix_ms() + event.length.as_millis() as u64;
+                        let result = self.publish(&event.key, until).await;
+                        if result.is_err() {
+                            self.unpublished.push((event.key, until));
+                        }
                         self.note(result);
                     }
                     None => return,
@@ -129,11 +137,11 @@ impl Sync {
         }
     }
 
-    async fn publish(&mut self, event: &CooldownEvent) -> redis::RedisResult<()> {
-        let until = unix_ms() + event.length.as_millis() as u64;
-        let px = event.length.as_millis().max(1) as u64;
+    /// Writes a cooldown of the deployment `key` until `until` (Unix ms).
+    async fn publish(&mut self, key: &str, until: u64) -> redis::RedisResult<()> {
+        let px = until.saturating_sub(unix_ms()).max(1);
         redis::cmd("SET")
-            .arg(cooldown_key(&event.key))
+            .arg(cooldown_key(key))
             .arg(until)
             .arg("PX")
             .arg(px)
@@ -142,6 +150,16 @@ impl Sync {
     }
 
     async fn sync(&mut self) -> redis::RedisResult<()> {
+        let now_ms = unix_ms();
+        let mut unpublished = std::mem::take(&mut self.unpublished);
+        unpublished.retain(|&(_, until)| until > now_ms);
+        while let Some((key, until)) = unpublished.pop() {
+            if let Err(e) = self.publish(&key, until).await {
+                unpublished.push((key, until));
+                self.unpublished = unpublished;
+                return Err(e);
+            }
+        }
         let minute = current_minute();
         let endpoints: Vec<_> = self.table.endpoints().cloned().collect();
         if endpoints.is_empty() {

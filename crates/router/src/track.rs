@@ -78,8 +78,23 @@ impl Tracked {
     }
 
     fn fail(&mut self, error: &LlmError) {
-        self.group.record_failure(self.index, error);
-        self.in_flight = None;
+        let counted = self.group.record_failure(self.index, error);
+        self.release(counted);
+    }
+
+    fn finish(&mut self) {
+        self.group.record_stream_success(self.index);
+        self.release(true);
+    }
+
+    /// Leaves the in-flight count; `settled` says the deployment's health was updated (so a
+    /// probe this request held has reported).
+    fn release(&mut self, settled: bool) {
+        if let Some(mut in_flight) = self.in_flight.take()
+            && settled
+        {
+            in_flight.settle();
+        }
     }
 }
 
@@ -94,7 +109,8 @@ impl Stream for Tracked {
         match &item {
             Some(Ok(chunk)) => self.count(chunk),
             Some(Err(error)) => self.fail(error),
-            None => self.in_flight = None,
+            None if self.in_flight.is_some() => self.finish(),
+            None => {}
         }
         Poll::Ready(item)
     }

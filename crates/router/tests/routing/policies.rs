@@ -234,3 +234,35 @@ async fn tokens_used_count_against_the_tpm() {
     })
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn lowest_latency_stops_choosing_a_deployment_once_it_failed() {
+    // `hang` never answers; its deadline turns that into a timeout. Never measured, it would
+    // look like the fastest for ever if failures did not count in the latency estimate.
+    let hang = Fake::pending("hang");
+    let fast = Fake::slow("fast", Duration::from_millis(20));
+    let deadline = switchyard_router::timeout::DeadlineLayer::new(
+        switchyard_router::timeout::Timeouts {
+            total: Some(Duration::from_millis(100)),
+            ..Default::default()
+        },
+        "hang",
+    );
+    let hang_endpoint = switchyard_router::Endpoint::new(
+        "hang",
+        "key/hang",
+        tower::util::BoxCloneSyncService::new(tower::Layer::layer(&deadline, hang.service())),
+        EndpointSettings::default(),
+    );
+    let table = table(vec![group(
+        "m",
+        Policy::LowestLatency,
+        vec![hang_endpoint, fast.endpoint(EndpointSettings::default())],
+    )]);
+    let stack = crate::support::stack(&table, crate::support::retries(2), Default::default());
+    for _ in 0..50 {
+        let response = tower::ServiceExt::oneshot(stack.clone(), chat("m")).await.expect("served");
+        assert_eq!(served_by(&response), "fast");
+    }
+    assert!(hang.calls() <= 1, "one failure is enough to stop choosing it: {} calls", hang.calls());
+}

@@ -131,3 +131,24 @@ async fn the_usage_a_stream_reports_counts_against_the_tpm() {
     })
     .await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deployment_whose_streams_break_midway_is_cooled_down() {
+    // Each stream starts well and then breaks: its first chunk must not count as a success
+    // that resets the failure count, or such a deployment would never leave the rotation.
+    let a = streaming("a", || vec![chunk("a1"), Err(failure(ErrorClass::UpstreamServer))]);
+    let b = streaming("b", || vec![chunk("b1")]);
+    let table =
+        table(vec![group("m", Policy::LowestCost, vec![a.endpoint(price(0.1)), b.endpoint(price(5.0))])]);
+    for _ in 0..3 {
+        let mut stream = chunks(send(&table, stream_chat("m")).await.expect("a starts"));
+        while stream.next().await.is_some() {}
+    }
+    assert!(
+        matches!(deployment(&table, "a").health(), State::Cooling { .. }),
+        "three broken streams cool it down: {:?}",
+        deployment(&table, "a").health()
+    );
+    let response = send(&table, stream_chat("m")).await.expect("b serves");
+    assert_eq!(texts(response).await, ["b1"]);
+}
