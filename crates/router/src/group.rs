@@ -249,6 +249,14 @@ impl ModelGroup {
     /// untried healthy deployment remained, and whether the request is the deployment's probe.
     fn admit(&self, attempts: Option<&Attempts>, now: Instant) -> Result<(usize, bool, bool), LlmError> {
         let minute = current_minute();
+        if self.endpoints.len() == 1 {
+            // The common case, without the tiers: whatever its health, the only deployment
+            // serves (cooldown never makes a model unreachable) if it has room.
+            return match self.has_room(0, minute).then(|| self.reserve(0, minute, now)).flatten() {
+                Some(probe) => Ok((0, false, probe)),
+                None => Err(self.at_capacity(minute)),
+            };
+        }
         let mut rng = fastrand::Rng::new();
         let mut open: Vec<usize> = (0..self.endpoints.len()).filter(|&i| self.has_room(i, minute)).collect();
         let tried = |i: usize| attempts.is_some_and(|log| log.tried(self.endpoints[i].id));
