@@ -276,3 +276,45 @@ async fn no_retry_starts_after_the_requests_deadline() {
     assert_eq!(outcome.expect_err("out of time").class, ErrorClass::Overloaded);
     assert_eq!((b.load(Ordering::SeqCst), elapsed), (1, Duration::ZERO));
 }
+
+/// The layer alone over a `tower_test` mock: what the inner service sees, attempt by attempt.
+#[tokio::test(start_paused = true)]
+async fn over_a_bare_service_each_attempt_is_a_copy_of_the_request_and_success_ends_it() {
+    let (mock, mut handle) = tower_test::mock::pair::<LlmRequest, LlmResponse>();
+    let inner = tower::ServiceExt::map_err(mock, |e: tower::BoxError| match e.downcast::<LlmError>() {
+        Ok(error) => *error,
+        Err(other) => LlmError::new(ErrorClass::Internal, other.to_string()),
+    });
+    let retry = RetryLayer::new(RetryConfig { retries: 2, ..RetryConfig::default() }).layer(inner);
+    let call = tokio::spawn(retry.oneshot(chat()));
+
+    let (first, respond) = handle.next_request().await.expect("the first attempt");
+    assert_eq!(first.model(), "m");
+    assert!(Attempts::get(&first).is_some(), "the layer gives the request its attempt log");
+    respond.send_error(LlmError::new(ErrorClass::Overloaded, "busy"));
+
+    let (second, respond) = handle.next_request().await.expect("a retry after the overload");
+    assert_eq!(second.model(), "m");
+    respond.send_response(ok("m").await.expect("a completion"));
+
+    let response = call.await.expect("the task ran").expect("the retry succeeded");
+    assert_eq!(response.served_by.as_deref(), Some("m"));
+    assert!(handle.next_request().await.is_none(), "no attempt after a success");
+}
+
+/// A client's mistake goes straight back: the mock sees one request.
+#[tokio::test(start_paused = true)]
+async fn over_a_bare_service_a_bad_request_is_answered_after_one_attempt() {
+    let (mock, mut handle) = tower_test::mock::pair::<LlmRequest, LlmResponse>();
+    let inner = tower::ServiceExt::map_err(mock, |e: tower::BoxError| match e.downcast::<LlmError>() {
+        Ok(error) => *error,
+        Err(other) => LlmError::new(ErrorClass::Internal, other.to_string()),
+    });
+    let retry = RetryLayer::new(RetryConfig::default()).layer(inner);
+    let call = tokio::spawn(retry.oneshot(chat()));
+    let (_, respond) = handle.next_request().await.expect("one attempt");
+    respond.send_error(LlmError::new(ErrorClass::BadRequest, "`messages` is empty").with_param("messages"));
+    let error = call.await.expect("the task ran").expect_err("not retried");
+    assert_eq!(error.param.as_deref(), Some("messages"));
+    assert!(handle.next_request().await.is_none(), "no second attempt");
+}
