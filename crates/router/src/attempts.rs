@@ -13,6 +13,8 @@ use std::{
 
 use switchyard_types::llm::{ErrorClass, LlmRequest};
 
+use crate::Endpoint;
+
 /// One attempt: which deployment of which model, and how it ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Attempt {
@@ -20,12 +22,34 @@ pub struct Attempt {
     pub model: Arc<str>,
     /// The deployment's label (`provider/model`).
     pub deployment: Arc<str>,
+    /// The deployment's provider.
+    pub provider: Arc<str>,
     /// `None` while in flight or after success; the failure's class otherwise.
     pub failure: Option<ErrorClass>,
     /// Time from sending to the answer (to the first chunk, for a stream).
     pub elapsed: Duration,
     /// The endpoint's identity within the process.
     pub(crate) endpoint: usize,
+}
+
+impl Attempt {
+    /// An attempt made outside a group (to describe one in a test or a replayed record).
+    pub fn new(
+        model: impl Into<Arc<str>>,
+        deployment: impl Into<Arc<str>>,
+        provider: impl Into<Arc<str>>,
+        failure: Option<ErrorClass>,
+        elapsed: Duration,
+    ) -> Self {
+        Self {
+            model: model.into(),
+            deployment: deployment.into(),
+            provider: provider.into(),
+            failure,
+            elapsed,
+            endpoint: usize::MAX,
+        }
+    }
 }
 
 /// The shared log of a request's attempts. Cloning shares it.
@@ -37,6 +61,8 @@ struct Log {
     attempts: Vec<Attempt>,
     /// Whether, when the last attempt was routed, another untried healthy deployment remained.
     elsewhere: bool,
+    /// Backoff and `Retry-After` waits between attempts.
+    waited: Duration,
 }
 
 // === impl Attempts ===
@@ -76,23 +102,27 @@ impl Attempts {
     }
 
     /// Records a new attempt and returns its index.
-    pub(crate) fn start(
-        &self,
-        model: &Arc<str>,
-        deployment: &Arc<str>,
-        endpoint: usize,
-        elsewhere: bool,
-    ) -> usize {
+    pub(crate) fn start(&self, model: &Arc<str>, endpoint: &Endpoint, elsewhere: bool) -> usize {
         let mut log = self.lock();
         log.elsewhere = elsewhere;
         log.attempts.push(Attempt {
             model: Arc::clone(model),
-            deployment: Arc::clone(deployment),
+            deployment: Arc::clone(&endpoint.label),
+            provider: Arc::clone(&endpoint.provider),
             failure: None,
             elapsed: Duration::ZERO,
-            endpoint,
+            endpoint: endpoint.id,
         });
         log.attempts.len() - 1
+    }
+
+    /// Time spent waiting between attempts (backoff and `Retry-After`).
+    pub fn waited(&self) -> Duration {
+        self.lock().waited
+    }
+
+    pub(crate) fn add_wait(&self, wait: Duration) {
+        self.lock().waited += wait;
     }
 
     pub(crate) fn finish(&self, index: usize, failure: Option<ErrorClass>, elapsed: Duration) {

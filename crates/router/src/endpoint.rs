@@ -5,7 +5,7 @@ use std::{
     fmt,
     sync::{
         Arc, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicU32, AtomicUsize, Ordering},
+        atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -48,6 +48,8 @@ pub struct EndpointSettings {
 pub struct Endpoint {
     /// `provider/model`, for headers, logs and metrics.
     pub label: Arc<str>,
+    /// The provider, for metrics and traces (by default the label's part before `/`).
+    pub provider: Arc<str>,
     /// A name stable across restarts and replicas (`model/index`), for shared state.
     pub key: Arc<str>,
     /// Whether the upstream model is the part of the client's model a wildcard matched.
@@ -67,6 +69,8 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 #[derive(Debug)]
 pub(crate) struct EndpointState {
     pub(crate) in_flight: AtomicU32,
+    /// Cooldowns started so far.
+    pub(crate) cooldowns: AtomicU64,
     pub(crate) latency: Mutex<PeakEwma>,
     pub(crate) usage: UsageWindow,
     pub(crate) health: Mutex<Health>,
@@ -85,8 +89,11 @@ impl Endpoint {
         service: DeploymentService,
         settings: EndpointSettings,
     ) -> Self {
+        let label = label.into();
+        let provider = Arc::from(label.split('/').next().unwrap_or_default());
         Self {
-            label: label.into(),
+            label,
+            provider,
             key: key.into(),
             forwards_model: false,
             settings,
@@ -94,11 +101,23 @@ impl Endpoint {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             state: Arc::new(EndpointState {
                 in_flight: AtomicU32::new(0),
+                cooldowns: AtomicU64::new(0),
                 latency: Mutex::new(PeakEwma::new(LATENCY_DECAY, Instant::now())),
                 usage: UsageWindow::default(),
                 health: Mutex::new(Health::default()),
             }),
         }
+    }
+
+    /// Names the deployment's provider (as the OpenTelemetry GenAI conventions spell it).
+    pub fn with_provider(mut self, provider: impl Into<Arc<str>>) -> Self {
+        self.provider = provider.into();
+        self
+    }
+
+    /// Cooldowns started so far.
+    pub fn cooldowns(&self) -> u64 {
+        self.state.cooldowns.load(Ordering::Relaxed)
     }
 
     /// Marks the deployment as taking its upstream model from a wildcard match.

@@ -25,6 +25,7 @@ use futures_util::StreamExt;
 use switchyard_types::llm::{ErrorClass, LlmError, LlmRequest, LlmResponse, ResponseBody};
 use tokio::{sync::mpsc, time::Instant};
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use crate::{
     attempts::Attempts,
@@ -34,6 +35,34 @@ use crate::{
     track::{InFlight, Tracked},
     usage::{current_minute, until_next_minute},
 };
+
+/// The target of the spans the router opens, so that a subscriber can take them for traces
+/// without taking them for logs.
+pub const SPAN_TARGET: &str = "switchyard::trace";
+
+/// One attempt's client span, named and attributed per the OpenTelemetry GenAI conventions.
+/// It lasts until the deployment answers (for a stream, until its first chunk).
+fn attempt_span(request: &LlmRequest, endpoint: &Endpoint) -> tracing::Span {
+    let operation = request.op.name();
+    // The upstream model: what a wildcard matched, else the deployment's configured model.
+    let model = if endpoint.forwards_model {
+        request.model()
+    } else {
+        endpoint.label.split_once('/').map_or(request.model(), |(_, model)| model)
+    };
+    tracing::info_span!(
+        target: SPAN_TARGET,
+        "attempt",
+        otel.name = %format_args!("{operation} {model}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        gen_ai.operation.name = operation,
+        gen_ai.provider.name = %endpoint.provider,
+        gen_ai.request.model = model,
+        switchyard.deployment = %endpoint.label,
+        error.type = tracing::field::Empty,
+    )
+}
 
 /// What a failure counts as in the latency estimate (see `record_failure`).
 const FAILURE_LATENCY: Duration = Duration::from_secs(1);
@@ -125,19 +154,28 @@ impl ModelGroup {
             request.set_model(rest);
         }
         let attempt = attempts.map(|log| {
-            let at = log.start(&self.name, &endpoint.label, endpoint.id, elsewhere);
+            let at = log.start(&self.name, endpoint, elsewhere);
             (log, at)
         });
+        let span = attempt_span(&request, endpoint);
         let in_flight = InFlight::adopt(Arc::clone(&endpoint.state), probe);
         let call = endpoint.service.clone().oneshot(request);
         let group = Arc::clone(self);
-        Box::pin(async move {
-            let result = group.complete(index, call.await, in_flight, started).await;
-            if let Some((log, at)) = attempt {
-                log.finish(at, result.as_ref().err().map(|e| e.class), started.elapsed());
+        Box::pin(
+            async move {
+                let result = group.complete(index, call.await, in_flight, started).await;
+                if let Err(error) = &result {
+                    let span = tracing::Span::current();
+                    span.record("error.type", error.class.as_str());
+                    span.record("otel.status_code", "ERROR");
+                }
+                if let Some((log, at)) = attempt {
+                    log.finish(at, result.as_ref().err().map(|e| e.class), started.elapsed());
+                }
+                result
             }
-            result
-        })
+            .instrument(span),
+        )
     }
 
     /// Turns a deployment's answer into the attempt's outcome, recording it.
@@ -231,6 +269,7 @@ impl ModelGroup {
             &self.settings.cooldown,
         );
         if let Some(length) = cooled {
+            endpoint.state.cooldowns.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(
                 model = %self.name,
                 deployment = %endpoint.label,

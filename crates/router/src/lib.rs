@@ -60,7 +60,7 @@ mod usage;
 
 pub use attempts::Attempts;
 pub use endpoint::{DeploymentService, Endpoint, EndpointSettings, Price};
-pub use group::{GroupSettings, ModelGroup};
+pub use group::{GroupSettings, ModelGroup, SPAN_TARGET};
 pub use policy::Policy;
 pub use table::{Dispatch, RouteTable};
 

@@ -161,6 +161,7 @@ where
                 }
                 tracing::debug!(class = %error.class, error = %error.message, wait_ms = wait.as_millis() as u64, "retrying");
                 if !wait.is_zero() {
+                    attempts.add_wait(wait);
                     tokio::time::sleep(wait).await;
                 }
                 retry += 1;
