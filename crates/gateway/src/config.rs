@@ -20,6 +20,9 @@ use serde_saphyr::Spanned;
 use switchyard_providers::presets;
 
 mod routing;
+mod telemetry;
+
+pub use telemetry::{MetricsConfig, TelemetryConfig, TraceProtocol, TracesConfig};
 
 pub use routing::{
     CooldownSettings, ModelRouting, PolicyName, PriceConfig, RedisConfig, RetryBudgetConfig, RouterConfig,
@@ -38,6 +41,9 @@ pub struct Config {
     /// Redis, to share routing state between replicas.
     #[serde(default)]
     pub redis: Option<RedisConfig>,
+    /// Metrics, traces and request logs.
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     /// The models clients may call.
     #[serde(default)]
     pub models: Vec<ModelConfig>,
@@ -314,6 +320,7 @@ impl Config {
             }
         }
         self.routing_problems(&mut problems);
+        self.telemetry.problems(&mut problems);
         problems
     }
 }
