@@ -25,5 +25,6 @@
 
 pub mod metrics;
 mod record;
+pub mod trace;
 
 pub use record::{RequestRecord, Usage};
