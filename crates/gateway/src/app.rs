@@ -15,7 +15,9 @@
 //!    skips cooling and full ones, and waits for a stream's first chunk; each deployment
 //!    sits behind its time limits (time to first token, between chunks, total).
 //! 7. Provider: the deployment's adapter (switchyard-providers).
-//! 8. Settle (usage, cost, ledger, metrics): not built yet.
+//! 8. Settle (switchyard-telemetry, [`crate::settle`]): when the answer ends, its usage and
+//!    cost, metrics, one log line, and the span's GenAI attributes. The ledger arrives with
+//!    switchyard-accounting.
 //! 9. Encode: JSON or SSE in the client's dialect ([`crate::encode`]).
 
 use std::{
@@ -49,8 +51,9 @@ use tower_http::{
 
 use crate::{
     auth::{MasterKey, require_master_key},
-    endpoints,
+    endpoints, headers,
     respond::error_response,
+    settle::Telemetry,
 };
 
 /// The LLM-level service below the HTTP edge.
@@ -67,6 +70,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Whether a body's `models` list is taken as the request's fallbacks.
     pub allow_client_fallbacks: bool,
+    /// Metrics and request logs.
+    pub telemetry: Telemetry,
     /// Unix seconds at start, reported as models' `created`.
     pub started_at: u64,
 }
@@ -84,6 +89,10 @@ pub struct AppOptions {
     pub fallbacks: HashMap<String, Fallbacks>,
     /// Whether a body's `models` list is taken as the request's fallbacks.
     pub allow_client_fallbacks: bool,
+    /// Metrics and request logs.
+    pub telemetry: Telemetry,
+    /// Whether `GET /metrics` is served without the master key.
+    pub metrics_open: bool,
 }
 
 /// The LLM-level stack (steps 4–8) over `models`.
@@ -107,18 +116,27 @@ pub fn router(models: Arc<RouteTable>, options: AppOptions) -> Router {
         models,
         max_body_bytes: options.max_body_bytes,
         allow_client_fallbacks: options.allow_client_fallbacks,
+        telemetry: options.telemetry.clone(),
         started_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
     let mut api = endpoints::api();
+    let mut probes = endpoints::probes();
+    if options.telemetry.metrics.is_some() {
+        if options.metrics_open {
+            probes = probes.merge(endpoints::metrics());
+        } else {
+            api = api.merge(endpoints::metrics());
+        }
+    }
     if let Some(key) = options.master_key {
         api = api.layer(middleware::from_fn(move |request: Request, next: middleware::Next| {
             require_master_key(key.clone(), request, next)
         }));
     }
-    let request_id = http::HeaderName::from_static("x-request-id");
+    let request_id = http::HeaderName::from_static(headers::REQUEST_ID);
     Router::new()
         .merge(api)
-        .merge(endpoints::probes())
+        .merge(probes)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

@@ -9,3 +9,7 @@ pub const ATTEMPTS: &str = "x-switchyard-attempts";
 pub const TIMEOUT: &str = "x-switchyard-timeout-ms";
 /// Request: for a stream, the longest wait for its first chunk per attempt, in milliseconds.
 pub const TTFT_TIMEOUT: &str = "x-switchyard-ttft-timeout-ms";
+/// Response: the gateway's own time on the request, in milliseconds (see `settle`).
+pub const OVERHEAD: &str = "x-switchyard-overhead-ms";
+/// Both: the request's id, the client's or generated.
+pub const REQUEST_ID: &str = "x-request-id";

@@ -29,3 +29,4 @@ pub mod headers;
 pub mod models;
 pub mod respond;
 pub mod server;
+pub mod settle;

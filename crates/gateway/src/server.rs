@@ -15,7 +15,9 @@ use crate::{
     auth::MasterKey,
     config::Config,
     models::build_table,
+    settle::Telemetry,
 };
+use switchyard_telemetry::metrics::Metrics;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +85,11 @@ impl Server {
                 retry: config.router.retry(),
                 fallbacks: config.fallbacks(),
                 allow_client_fallbacks: config.router.allow_client_fallbacks,
+                telemetry: Telemetry {
+                    metrics: config.telemetry.metrics.enabled.then(|| Arc::new(Metrics::new())),
+                    request_logs: config.telemetry.request_logs,
+                },
+                metrics_open: !config.telemetry.metrics.require_key,
             },
         );
         let listener =

@@ -119,6 +119,11 @@ impl ModelGroup {
         &self.name
     }
 
+    /// The name, shared (for labels and records that outlive a request).
+    pub fn shared_name(&self) -> &Arc<str> {
+        &self.name
+    }
+
     /// The deployments, in configuration order.
     pub fn endpoints(&self) -> &[Endpoint] {
         &self.endpoints

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::Secret;
 
 /// `telemetry:`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetryConfig {
     /// `GET /metrics`.
@@ -15,12 +15,13 @@ pub struct TelemetryConfig {
     /// OpenTelemetry traces over OTLP; off without it.
     pub traces: Option<TracesConfig>,
     /// Whether each request is logged, at info, in one line.
-    #[serde(default = "yes")]
     pub request_logs: bool,
 }
 
-fn yes() -> bool {
-    true
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self { metrics: MetricsConfig::default(), traces: None, request_logs: true }
+    }
 }
 
 /// `telemetry.metrics:`.

@@ -9,9 +9,13 @@
 //!   body before it goes upstream. Otherwise the field is passed through untouched.
 //!
 //! Every answer that reached routing, success or error, says how many attempts it took
-//! (`x-switchyard-attempts`); a request refused before (unreadable body, bad header) has none.
+//! (`x-switchyard-attempts`) and how long the gateway itself spent on it
+//! (`x-switchyard-overhead-ms`: until the answer, or a stream's first chunk, was ready, less
+//! provider time and waits between attempts); a request refused before (unreadable body, bad
+//! header) has neither. Each routed request has a server span (OpenTelemetry GenAI
+//! conventions) and is settled ([`crate::settle`]) when its answer ends.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     extract::{Request, State},
@@ -22,11 +26,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use switchyard_router::{Attempts, fallback::ClientFallbacks, timeout::RequestTimeouts};
 use switchyard_types::{
-    llm::{ErrorClass, LlmError, LlmRequest, Operation},
+    llm::{ErrorClass, LlmError, LlmRequest, LlmResponse, Operation, ResponseBody},
     openai::ChatCompletionRequest,
 };
 use tokio::time::Instant;
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use crate::{
     app::AppState,
@@ -34,6 +39,7 @@ use crate::{
     encode::openai_response,
     headers,
     respond::error_response,
+    settle::{self, Settle},
 };
 
 /// The longest list of client fallbacks accepted.
@@ -60,6 +66,7 @@ async fn serve<T: DeserializeOwned>(
     what: &str,
     prepare: impl FnOnce(T) -> Prepared,
 ) -> Response {
+    let started = Instant::now();
     let (parts, body) = request.into_parts();
     let prepared = match read_body(&parts.headers, body, state.max_body_bytes).await {
         Ok(bytes) => parse_json::<T>(&bytes, what).and_then(prepare),
@@ -81,15 +88,65 @@ async fn serve<T: DeserializeOwned>(
         request.extensions.insert(timeouts);
     }
     let attempts = Attempts::of(&mut request);
-    let mut response = match state.stack.clone().oneshot(request).await {
-        Ok(response) => openai_response(response).await,
+    let operation = request.op.name();
+    let model = state.models.resolve(request.model()).map(|(group, _)| Arc::clone(group.shared_name()));
+    let span = tracing::info_span!(
+        target: switchyard_router::SPAN_TARGET,
+        "request",
+        otel.name = %format_args!("{operation} {}", request.model()),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        gen_ai.operation.name = operation,
+        gen_ai.request.model = request.model(),
+        gen_ai.response.model = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        switchyard.deployment = tracing::field::Empty,
+        switchyard.attempts = tracing::field::Empty,
+    );
+    let settle = Settle::new(
+        &state.telemetry,
+        &state.models,
+        started,
+        operation,
+        model,
+        request.is_stream(),
+        attempts.clone(),
+        parts.headers.get(headers::REQUEST_ID).cloned(),
+        span.clone(),
+    );
+    let result = state.stack.clone().oneshot(request).instrument(span).await;
+    let answered = Instant::now();
+    let overhead = settle.overhead(answered);
+    let mut response = match result {
+        Ok(LlmResponse { body, served_by }) => {
+            let body = match body {
+                ResponseBody::ChatStream(chunks) => ResponseBody::ChatStream(settle.watch(chunks, answered)),
+                ResponseBody::Chat(completion) => {
+                    settle::finish_json(settle, &completion, answered);
+                    ResponseBody::Chat(completion)
+                }
+                ResponseBody::Embeddings(embeddings) => {
+                    settle::finish_json(settle, &embeddings, answered);
+                    ResponseBody::Embeddings(embeddings)
+                }
+            };
+            openai_response(LlmResponse { body, served_by }).await
+        }
         Err(error) => {
             tracing::debug!(class = %error.class, error = %error.message, "request failed");
+            settle::finish_error(settle, &error, answered);
             error_response(&error)
         }
     };
+    let sent = response.headers_mut();
     // Zero says no deployment was tried (every one was at capacity, or the model is unknown).
-    response.headers_mut().insert(headers::ATTEMPTS, HeaderValue::from(attempts.count()));
+    sent.insert(headers::ATTEMPTS, HeaderValue::from(attempts.count()));
+    if let Ok(value) = HeaderValue::try_from(format!("{:.3}", overhead.as_secs_f64() * 1e3)) {
+        sent.insert(headers::OVERHEAD, value);
+    }
     response
 }
 

@@ -2,6 +2,7 @@
 
 mod health;
 mod inference;
+mod metrics;
 mod models;
 
 use axum::{
@@ -30,4 +31,9 @@ pub(crate) fn probes() -> Router<AppState> {
         .route("/health/liveness", get(health::liveness))
         .route("/health/readiness", get(health::readiness))
         .route("/health", get(health::readiness))
+}
+
+/// `GET /metrics`, placed by the application behind the key or beside the probes.
+pub(crate) fn metrics() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics::scrape))
 }

@@ -1,0 +1,295 @@
+//! Settle (step 8 of the request path): what a finished request leaves behind.
+//!
+//! Once its answer is complete (for a stream: when the last chunk left, the stream failed,
+//! or the client went away), a request becomes one [`RequestRecord`]: it is counted in the
+//! metrics, logged in one line at info (`switchyard::request`), and its span gets the GenAI
+//! usage attributes. The gateway's own time, which the `x-switchyard-overhead-ms` header
+//! reports, is the time until the answer (or its first chunk) was ready, less what the
+//! providers took and the waits between attempts.
+//!
+//! None of it is on the client's path: a complete answer is settled after it is encoded, a
+//! stream as it ends.
+
+use std::{
+    borrow::Cow,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures_core::Stream;
+use http::HeaderValue;
+use switchyard_router::{Attempts, RouteTable};
+use switchyard_telemetry::{RequestRecord, Usage, metrics::Metrics};
+use switchyard_types::{
+    json::Json,
+    llm::{ChunkStream, ErrorClass, LlmError},
+    openai::{self, ChatCompletionChunk},
+};
+use tokio::time::Instant;
+use tracing::Span;
+
+use crate::respond::status_and_type;
+
+/// What settling needs from the application.
+#[derive(Clone)]
+pub struct Telemetry {
+    /// The metrics, when kept.
+    pub metrics: Option<Arc<Metrics>>,
+    /// Whether each request is logged in one line.
+    pub request_logs: bool,
+}
+
+/// One request on its way to being settled.
+pub(crate) struct Settle {
+    telemetry: Telemetry,
+    table: Arc<RouteTable>,
+    started: Instant,
+    operation: &'static str,
+    /// The configured name the client's model resolved to.
+    model: Option<Arc<str>>,
+    stream: bool,
+    attempts: Attempts,
+    request_id: Option<HeaderValue>,
+    span: Span,
+    _in_flight: Option<switchyard_telemetry::metrics::InFlight>,
+}
+
+/// How a request ended.
+pub(crate) struct Outcome {
+    pub(crate) status: u16,
+    pub(crate) error: Option<ErrorClass>,
+    pub(crate) usage: Option<Usage>,
+    /// When the answer (or a stream's first chunk) was ready.
+    pub(crate) answered: Instant,
+}
+
+// === impl Settle ===
+
+impl Settle {
+    #[allow(clippy::too_many_arguments, reason = "one constructor for the facts of one request")]
+    pub(crate) fn new(
+        telemetry: &Telemetry,
+        table: &Arc<RouteTable>,
+        started: Instant,
+        operation: &'static str,
+        model: Option<Arc<str>>,
+        stream: bool,
+        attempts: Attempts,
+        request_id: Option<HeaderValue>,
+        span: Span,
+    ) -> Self {
+        let in_flight = telemetry.metrics.as_ref().map(|m| m.start());
+        Self {
+            telemetry: telemetry.clone(),
+            table: Arc::clone(table),
+            started,
+            operation,
+            model,
+            stream,
+            attempts,
+            request_id,
+            span,
+            _in_flight: in_flight,
+        }
+    }
+
+    /// The gateway's own time until `answered`: the rest went to providers and waits.
+    pub(crate) fn overhead(&self, answered: Instant) -> Duration {
+        let upstream: Duration = self.attempts.to_vec().iter().map(|a| a.elapsed).sum();
+        (answered - self.started).saturating_sub(upstream).saturating_sub(self.attempts.waited())
+    }
+
+    /// Settles a complete answer or an error now.
+    pub(crate) fn finish(self, outcome: Outcome) {
+        let ended = Instant::now();
+        self.record(outcome, ended);
+    }
+
+    /// Settles a stream when it ends: counts its usage, notes a failure, and records it then.
+    pub(crate) fn watch(self, chunks: ChunkStream, answered: Instant) -> ChunkStream {
+        Box::pin(Watched {
+            chunks,
+            settle: Some(self),
+            answered,
+            usage: None,
+            error: None,
+            model_seen: false,
+        })
+    }
+
+    fn record(self, outcome: Outcome, ended: Instant) {
+        let attempts = self.attempts.to_vec();
+        let overhead = self.overhead(outcome.answered);
+        let ttft = self.stream.then(|| outcome.answered - self.started);
+        let served = attempts.last().filter(|a| a.failure.is_none());
+        let cost = match (served, outcome.usage) {
+            (Some(served), Some(usage)) => self.cost(&served.model, &served.deployment, usage),
+            _ => None,
+        };
+        if !self.span.is_disabled() {
+            let span = &self.span;
+            span.record("http.response.status_code", outcome.status);
+            span.record("switchyard.attempts", attempts.len());
+            if let Some(served) = served {
+                span.record("switchyard.deployment", &*served.deployment);
+            }
+            if let Some(usage) = outcome.usage {
+                span.record("gen_ai.usage.input_tokens", usage.input);
+                span.record("gen_ai.usage.output_tokens", usage.output);
+            }
+            if let Some(class) = outcome.error {
+                span.record("error.type", class.as_str());
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        let record = RequestRecord {
+            operation: self.operation,
+            model: self.model.clone(),
+            stream: self.stream,
+            status: outcome.status,
+            error: outcome.error,
+            attempts,
+            usage: outcome.usage,
+            cost_usd: cost,
+            duration: ended - self.started,
+            time_to_first_token: ttft,
+            overhead: Some(overhead),
+        };
+        if self.telemetry.request_logs {
+            log(&record, self.request_id.as_ref());
+        }
+        if let Some(metrics) = &self.telemetry.metrics {
+            metrics.observe(&record);
+        }
+    }
+
+    /// Dollars, when the serving deployment has a price.
+    fn cost(&self, model: &str, deployment: &str, usage: Usage) -> Option<f64> {
+        let (group, _) = self.table.resolve(model)?;
+        let price = group.endpoints().iter().find(|e| &*e.label == deployment)?.settings.price?;
+        Some((usage.input as f64 * price.input + usage.output as f64 * price.output) / 1e6)
+    }
+
+    /// Records the answering model on the span, when traces are kept.
+    fn note_response_model(&self, raw: &[u8]) {
+        if self.span.is_disabled() {
+            return;
+        }
+        #[derive(serde::Deserialize)]
+        struct ModelOnly<'a> {
+            #[serde(borrow, default)]
+            model: Option<Cow<'a, str>>,
+        }
+        if let Ok(ModelOnly { model: Some(model) }) = serde_json::from_slice::<ModelOnly<'_>>(raw) {
+            self.span.record("gen_ai.response.model", &*model);
+        }
+    }
+}
+
+/// The usage a provider reported, by kind.
+pub(crate) fn usage(reported: &openai::Usage) -> Usage {
+    let detail = |group: &str, field: &str| {
+        reported.extra.get(group).and_then(|d| d.get(field)).and_then(serde_json::Value::as_u64).unwrap_or(0)
+    };
+    Usage {
+        input: reported.prompt_tokens,
+        output: reported.completion_tokens,
+        cached_input: detail("prompt_tokens_details", "cached_tokens"),
+        reasoning: detail("completion_tokens_details", "reasoning_tokens"),
+    }
+}
+
+/// Settles a complete JSON answer: its usage and the model that answered.
+pub(crate) fn finish_json<T>(settle: Settle, body: &Json<T>, answered: Instant) {
+    settle.note_response_model(body.raw());
+    let usage = body.usage().map(usage);
+    settle.finish(Outcome { status: 200, error: None, usage, answered });
+}
+
+/// Settles a request that failed before any answer.
+pub(crate) fn finish_error(settle: Settle, error: &LlmError, answered: Instant) {
+    let status = status_and_type(error.class).0.as_u16();
+    settle.finish(Outcome { status, error: Some(error.class), usage: None, answered });
+}
+
+/// One line per request, at info.
+fn log(record: &RequestRecord, request_id: Option<&HeaderValue>) {
+    let served = record.served();
+    let usage = record.usage.unwrap_or_default();
+    let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
+    tracing::info!(
+        target: "switchyard::request",
+        request_id = request_id.and_then(|v| v.to_str().ok()).unwrap_or(""),
+        operation = record.operation,
+        model = record.model.as_deref(),
+        deployment = served.map(|a| &*a.deployment),
+        status = record.status,
+        error = record.error.map(ErrorClass::as_str),
+        attempts = record.attempts.len(),
+        input_tokens = usage.input,
+        output_tokens = usage.output,
+        cost_usd = record.cost_usd,
+        duration_ms = ms(record.duration),
+        ttft_ms = record.time_to_first_token.map(ms),
+        overhead_us = record.overhead.map(|d| d.as_micros() as u64),
+        stream = record.stream,
+        "request"
+    );
+}
+
+/// A stream on its way to the client, settled when it ends.
+struct Watched {
+    chunks: ChunkStream,
+    settle: Option<Settle>,
+    answered: Instant,
+    usage: Option<Usage>,
+    error: Option<ErrorClass>,
+    model_seen: bool,
+}
+
+impl Watched {
+    fn end(&mut self) {
+        if let Some(settle) = self.settle.take() {
+            // A stream that broke midway still answered 200: the status line had left.
+            let outcome =
+                Outcome { status: 200, error: self.error, usage: self.usage, answered: self.answered };
+            settle.finish(outcome);
+        }
+    }
+}
+
+impl Stream for Watched {
+    type Item = Result<Json<ChatCompletionChunk>, LlmError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = std::task::ready!(self.chunks.as_mut().poll_next(cx));
+        match &item {
+            Some(Ok(chunk)) => {
+                if let Some(reported) = chunk.usage() {
+                    self.usage = Some(usage(reported));
+                }
+                if !self.model_seen {
+                    self.model_seen = true;
+                    if let Some(settle) = &self.settle {
+                        settle.note_response_model(chunk.raw());
+                    }
+                }
+            }
+            Some(Err(error)) => {
+                self.error = Some(error.class);
+                self.end();
+            }
+            None => self.end(),
+        }
+        Poll::Ready(item)
+    }
+}
+
+impl Drop for Watched {
+    /// The client went away before the end: settle what was served.
+    fn drop(&mut self) {
+        self.end();
+    }
+}
