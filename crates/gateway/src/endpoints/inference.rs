@@ -106,6 +106,7 @@ async fn serve<T: DeserializeOwned>(
         switchyard.deployment = tracing::field::Empty,
         switchyard.attempts = tracing::field::Empty,
     );
+    switchyard_telemetry::trace::set_parent(&span, &parts.headers);
     let settle = Settle::new(
         &state.telemetry,
         &state.models,
