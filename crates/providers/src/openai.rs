@@ -24,7 +24,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use pin_project_lite::pin_project;
 use switchyard_types::{
     json::Json,
-    llm::{ErrorClass, LlmError, LlmRequest, LlmResponse, Operation, ResponseBody},
+    llm::{ErrorClass, LlmError, LlmRequest, LlmResponse, Operation, ResponseBody, UpstreamHeaders},
     openai::ChatCompletionChunk,
     sse::{DONE, SseDecoder, SseEvent},
 };
@@ -178,7 +178,8 @@ impl Inner {
         })?);
 
         let served_by = Some(Arc::clone(&self.settings.label));
-        let response = self.execute(url, body, stream).await?;
+        let extra = request.extensions.get::<UpstreamHeaders>().map(|h| &h.0);
+        let response = self.execute(url, body, stream, extra).await?;
         if !response.status().is_success() {
             return Err(self.error_from(response).await);
         }
@@ -197,12 +198,18 @@ impl Inner {
         url: &reqwest::Url,
         body: Bytes,
         stream: bool,
+        extra: Option<&HeaderMap>,
     ) -> Result<reqwest::Response, LlmError> {
         let mut fresh_retry_left = true;
         loop {
             let mut builder = self.client.post(url.clone()).headers(self.headers.clone()).body(body.clone());
             if stream {
                 builder = builder.header(header::ACCEPT, "text/event-stream");
+            }
+            // What layers asked for (a `traceparent`, ...) replaces configured headers of the
+            // same name: it is about this request, they are about every request.
+            if let Some(extra) = extra {
+                builder = builder.headers(extra.clone());
             }
             match builder.send().await {
                 Ok(response) => return Ok(response),
@@ -477,6 +484,46 @@ fn parse_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Headers a layer asked for reach the provider, and replace a configured one of the
+    /// same name; the other configured headers and the key still go.
+    #[tokio::test]
+    async fn sends_the_headers_layers_ask_for() {
+        use switchyard_testkit::{MockConfig, MockServer};
+        use tower::ServiceExt;
+
+        let mock = MockServer::start(MockConfig::default()).await.unwrap();
+        let mut configured = HeaderMap::new();
+        configured.insert("traceparent", HeaderValue::from_static("configured"));
+        configured.insert("x-team", HeaderValue::from_static("search"));
+        let client = crate::client::build_client(&crate::client::ClientSettings::default()).unwrap();
+        let adapter = OpenAiCompatible::new(
+            client,
+            OpenAiSettings {
+                label: "openai/gpt-test".into(),
+                api_base: mock.url(),
+                api_key: Some("sk-test".into()),
+                auth: AuthStyle::Bearer,
+                url_style: UrlStyle::OpenAi,
+                api_version: None,
+                model: Some("gpt-test".into()),
+                headers: configured,
+            },
+        )
+        .unwrap();
+        let body = serde_json::json!({"model": "gpt-test", "messages": [{"role": "user", "content": "hi"}]});
+        let mut request = LlmRequest::new(Operation::chat(serde_json::from_value(body).unwrap()));
+        let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let mut asked = HeaderMap::new();
+        asked.insert("traceparent", HeaderValue::from_static(traceparent));
+        request.extensions.insert(UpstreamHeaders(asked));
+        adapter.oneshot(request).await.unwrap();
+
+        let sent = &mock.requests()[0].headers;
+        assert_eq!(sent.get_all("traceparent").iter().collect::<Vec<_>>(), [traceparent]);
+        assert_eq!(sent["x-team"], "search");
+        assert_eq!(sent[header::AUTHORIZATION], "Bearer sk-test");
+    }
 
     #[test]
     fn classifies_provider_errors() {

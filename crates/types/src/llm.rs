@@ -126,6 +126,16 @@ impl Operation {
     }
 }
 
+/// Headers a layer asks the provider adapter to send upstream with this request, in
+/// [`LlmRequest::extensions`]; the adapter adds them to the provider request, replacing any
+/// configured header of the same name.
+///
+/// A layer adds to the map rather than replacing it, so that several layers can each ask for
+/// their own headers. The trace layer puts the W3C `traceparent` (and `tracestate`) of the
+/// attempt here, so that the provider's own spans join the gateway's trace.
+#[derive(Debug, Clone, Default)]
+pub struct UpstreamHeaders(pub http::HeaderMap);
+
 /// The answer to an [`LlmRequest`].
 pub struct LlmResponse {
     /// The body: complete, or a stream of chunks.
