@@ -97,8 +97,9 @@ impl Settle {
 
     /// The gateway's own time until `answered`: the rest went to providers and waits.
     pub(crate) fn overhead(&self, answered: Instant) -> Duration {
-        let upstream: Duration = self.attempts.to_vec().iter().map(|a| a.elapsed).sum();
-        (answered - self.started).saturating_sub(upstream).saturating_sub(self.attempts.waited())
+        (answered - self.started)
+            .saturating_sub(self.attempts.upstream_elapsed())
+            .saturating_sub(self.attempts.waited())
     }
 
     /// Settles a complete answer or an error now.

@@ -116,6 +116,11 @@ impl Attempts {
         log.attempts.len() - 1
     }
 
+    /// Time the deployments took, all attempts together.
+    pub fn upstream_elapsed(&self) -> Duration {
+        self.lock().attempts.iter().map(|a| a.elapsed).sum()
+    }
+
     /// Time spent waiting between attempts (backoff and `Retry-After`).
     pub fn waited(&self) -> Duration {
         self.lock().waited
