@@ -16,6 +16,8 @@
 //!   fails the same requests on every run;
 //! - the upstream of `cargo xtask bench`, as the `switchyard-mock` binary: cheap per request, with
 //!   configurable time to first token and inter-chunk delay ([`MockConfig`]);
+//! - a trace sink: `POST .../v1/traces` accepts OTLP/HTTP exports and discards them, counted in
+//!   [`Stats::otlp_exports`], so that a gateway with traces on has a collector to send to;
 //! - a witness: [`Stats`] counts requests, connections, streams completed and streams cancelled
 //!   (the client went away), and faults applied, random ones and each kind apart, so a test can
 //!   check that a client disconnect cancelled the upstream or how many failures the gateway hid.

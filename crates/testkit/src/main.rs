@@ -1,5 +1,5 @@
 //! `switchyard-mock`: the OpenAI-dialect mock provider as a standalone server, the upstream of
-//! `cargo xtask bench`.
+//! `cargo xtask bench` (and its OTLP trace sink, `POST /v1/traces`).
 //!
 //! Thin on purpose: it builds the runtime, starts a [`MockServer`] with request recording off
 //! (the mock shares a core with the load generator) and stops on SIGTERM or Ctrl-C.

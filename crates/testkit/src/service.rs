@@ -5,6 +5,14 @@
 //! (`/chat/completions`) and Azure (`/openai/deployments/{name}/chat/completions?api-version=...`)
 //! clients alike. `GET /__stats` answers the counters as JSON for tools outside the process (the
 //! benchmark); it is not counted, recorded, faulted or authenticated.
+//!
+//! `POST .../v1/traces` makes the mock an OTLP/HTTP trace sink, so that a gateway under test or
+//! benchmark can export its spans somewhere real: the body is read, counted
+//! ([`Stats::otlp_exports`](crate::Stats::otlp_exports)) and discarded, and the answer is an
+//! empty `ExportTraceServiceResponse` in the request's encoding, as the OTLP specification asks
+//! (an empty body for protobuf, `{}` for JSON). Exports come on the exporter's schedule, not the
+//! test's, so like `/__stats` they are kept out of the request count, the recording, the faults
+//! and the key check.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -23,6 +31,10 @@ use crate::stats::bump;
 
 /// The path of the counters endpoint.
 const STATS_PATH: &str = "/__stats";
+/// The path (suffix) of OTLP/HTTP trace exports.
+const OTLP_TRACES_SUFFIX: &str = "/v1/traces";
+/// The content type of OTLP/HTTP in protobuf, the exporters' default.
+const PROTOBUF: &str = "application/x-protobuf";
 
 /// What a handler needs to answer one request.
 pub(crate) struct Cx<'a> {
@@ -74,6 +86,10 @@ pub(crate) async fn handle(
             return Ok(openai::error(StatusCode::BAD_REQUEST, "Could not read the request body.", None));
         }
     };
+    if parts.method == Method::POST && parts.uri.path().ends_with(OTLP_TRACES_SUFFIX) {
+        shared.counters.add_otlp_export(body.len());
+        return Ok(otlp_accepted(&parts.headers));
+    }
     bump(&shared.counters.requests);
     shared.recorder.record(&parts, &body);
 
@@ -157,6 +173,20 @@ fn stats(shared: &Shared) -> Response<MockBody> {
     match serde_json::to_vec(&shared.counters.snapshot()) {
         Ok(json) => json_response(StatusCode::OK, json),
         Err(_) => openai::error(StatusCode::INTERNAL_SERVER_ERROR, "Could not encode the stats.", None),
+    }
+}
+
+/// A full success for an OTLP export: an empty `ExportTraceServiceResponse` (no partial
+/// success), encoded as the request was.
+fn otlp_accepted(request: &HeaderMap) -> Response<MockBody> {
+    let protobuf = request.get(CONTENT_TYPE).is_some_and(|t| t.as_bytes().starts_with(PROTOBUF.as_bytes()));
+    if protobuf {
+        // The empty protobuf message is zero bytes.
+        let mut response = Response::new(MockBody::full(Bytes::new()));
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(PROTOBUF));
+        response
+    } else {
+        json_response(StatusCode::OK, &b"{}"[..])
     }
 }
 

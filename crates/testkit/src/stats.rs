@@ -9,7 +9,8 @@ use crate::Fault;
 /// does not reset them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
-    /// Requests received, whatever their route or outcome (`GET /__stats` excepted).
+    /// Requests received, whatever their route or outcome (`GET /__stats` and OTLP exports
+    /// excepted: see [`otlp_exports`](Stats::otlp_exports)).
     pub requests: u64,
     /// Chat completion requests that reached the chat handler, streamed or not, invalid bodies
     /// included. Requests answered by a fault (but `ResetMidStream`, which cuts the handler's
@@ -38,6 +39,13 @@ pub struct Stats {
     pub completion_tokens: u64,
     /// Sum of `prompt_tokens` of the usage the server reported, embeddings included.
     pub prompt_tokens: u64,
+    /// OTLP trace exports received (`POST .../v1/traces`), answered 200 and discarded. The mock
+    /// doubles as a trace sink for a gateway configured to export spans; exports arrive on the
+    /// exporter's own schedule, so they are kept out of [`requests`](Stats::requests), are not
+    /// recorded, faulted or authenticated, and cannot take a fault queued for a chat request.
+    pub otlp_exports: u64,
+    /// Body bytes of those exports (as sent, compressed or not).
+    pub otlp_bytes: u64,
 }
 
 /// How many requests took each kind of [`Fault`](crate::Fault), queued or random; part of [`Stats`].
@@ -70,6 +78,8 @@ pub(crate) struct Counters {
     faults_by_kind: FaultCounters,
     pub(crate) completion_tokens: AtomicU64,
     pub(crate) prompt_tokens: AtomicU64,
+    pub(crate) otlp_exports: AtomicU64,
+    pub(crate) otlp_bytes: AtomicU64,
 }
 
 /// Adds one to a counter. Relaxed: counters order nothing, and a snapshot is allowed to see
@@ -113,6 +123,12 @@ impl Counters {
         self.completion_tokens.fetch_add(completion_tokens, Ordering::Relaxed);
     }
 
+    /// Counts one OTLP export of `bytes` body bytes.
+    pub(crate) fn add_otlp_export(&self, bytes: usize) {
+        bump(&self.otlp_exports);
+        self.otlp_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> Stats {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         Stats {
@@ -134,6 +150,8 @@ impl Counters {
             },
             completion_tokens: read(&self.completion_tokens),
             prompt_tokens: read(&self.prompt_tokens),
+            otlp_exports: read(&self.otlp_exports),
+            otlp_bytes: read(&self.otlp_bytes),
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Routing and the other endpoints: path variants (OpenAI, prefix-less, Azure), models,
-//! embeddings, errors, API keys, `/__stats`, and request recording.
+//! embeddings, errors, API keys, `/__stats`, the OTLP trace sink, and request recording.
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
-use switchyard_testkit::{MockConfig, Stats};
+use switchyard_testkit::{Fault, MockConfig, Stats};
 
 use crate::{call, chat_request, get, json_body, post, start};
 
@@ -164,6 +166,53 @@ async fn stats_endpoint_reports_the_counters_without_counting_itself() {
     assert_eq!(stats.requests, 1);
     assert_eq!(reported, serde_json::to_value(&stats).unwrap());
     assert_eq!(server.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn otlp_trace_exports_are_accepted_counted_and_discarded() {
+    // A key and a queued fault: neither applies to an export, which comes on the exporter's
+    // schedule and must not take the fault a test meant for the next chat request.
+    let server = start(MockConfig { api_key: Some("sk-mock".into()), ..MockConfig::default() }).await;
+    server.push_fault(Fault::Status { status: 500, body: json!({"error": "scripted"}) });
+
+    // What OpenTelemetry's exporters send by default: protobuf. The answer is an empty
+    // ExportTraceServiceResponse in protobuf, which is zero bytes.
+    let spans = Bytes::from_static(b"\x0a\x05\x12\x03\x12\x01\x00");
+    let request = http::Request::post("/v1/traces")
+        .header("host", "localhost")
+        .header("content-type", "application/x-protobuf")
+        .body(Full::new(spans.clone()))
+        .unwrap();
+    let response = call(&server, request).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-protobuf");
+    assert!(response.into_body().collect().await.unwrap().to_bytes().is_empty());
+
+    // OTLP/JSON gets `{}`, the same empty response in JSON; a collector path prefix is fine.
+    let export = json!({"resourceSpans": []});
+    let response = call(&server, post("/otlp/v1/traces", &export)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert_eq!(json_body(response).await, json!({}));
+
+    let stats = server.stats();
+    let json_len = serde_json::to_vec(&export).unwrap().len() as u64;
+    assert_eq!((stats.otlp_exports, stats.otlp_bytes), (2, spans.len() as u64 + json_len));
+    assert_eq!((stats.requests, stats.faults), (0, 0), "exports are not requests to the provider");
+    assert!(server.requests().is_empty(), "exports are not recorded");
+
+    // The fault is still queued for the chat request it was meant for.
+    let with_key = |mut request: http::Request<Full<Bytes>>| {
+        request.headers_mut().insert("authorization", "Bearer sk-mock".parse().unwrap());
+        request
+    };
+    assert_eq!(
+        call(&server, with_key(post("/v1/chat/completions", &chat_request(json!({}))))).await.status(),
+        500
+    );
+    // Only POST is an export.
+    assert_eq!(call(&server, with_key(get("/v1/traces"))).await.status(), 404);
+    assert_eq!(server.stats().otlp_exports, 2);
 }
 
 #[tokio::test]
