@@ -1,7 +1,7 @@
 //! The `switchyard` command: a thin command line over `switchyard-gateway`.
 //!
-//! It parses arguments, sets up logging and the runtime, and calls the gateway crate; all
-//! behaviour lives there.
+//! It parses arguments, loads the configuration, sets up the runtime, logs and traces
+//! (`switchyard-telemetry`), and calls the gateway crate; all behaviour lives there.
 
 use std::{
     collections::HashMap,
@@ -12,7 +12,11 @@ use std::{
 };
 
 use clap::{Parser, Subcommand, ValueEnum};
-use switchyard_gateway::{config::Config, server::Server};
+use switchyard_gateway::{
+    config::{Config, TraceProtocol, TracesConfig},
+    server::Server,
+};
+use switchyard_telemetry::{logs, trace};
 
 /// mimalloc: a request allocates a few dozen small short-lived buffers, and glibc's malloc spent
 /// about a fifth of the gateway's instructions on them (callgrind, docs/benchmarks.md).
@@ -69,46 +73,92 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Serve { config, listen, log_format, drain_secs } => {
-            init_logging(log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-                Ok(runtime) => runtime,
-                Err(err) => {
-                    tracing::error!("cannot start the async runtime: {err}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            runtime.block_on(serve(config, listen, Duration::from_secs(drain_secs)))
+            serve(config, listen, log_format.into(), Duration::from_secs(drain_secs))
         }
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a person at a terminal, never into files or log collectors.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+impl From<LogFormat> for logs::LogFormat {
+    fn from(format: LogFormat) -> Self {
+        match format {
+            LogFormat::Text => Self::Text,
+            LogFormat::Json => Self::Json,
+        }
     }
 }
 
-async fn serve(path: Option<PathBuf>, listen: Option<SocketAddr>, drain: Duration) -> ExitCode {
+/// Loads the configuration, starts logs and traces (the trace exporter runs on the gateway's
+/// runtime), serves until drained, then flushes the last spans while the runtime still runs.
+fn serve(
+    path: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    format: logs::LogFormat,
+    drain: Duration,
+) -> ExitCode {
     let env: HashMap<String, String> = std::env::vars().collect();
     let mut config = match &path {
         Some(path) => match Config::load(path) {
             Ok(config) => config,
-            Err(err) => {
-                tracing::error!("{err}");
-                return ExitCode::FAILURE;
-            }
+            Err(err) => return fail_to_start(format, &err),
         },
         None => Config::zero_config(&env),
     };
     if let Some(listen) = listen {
         config.server.listen = listen;
     }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => return fail_to_start(format, &format_args!("cannot start the async runtime: {err}")),
+    };
+    let traces = config.telemetry.traces.as_ref().map(trace_config);
+    let guard = match runtime.block_on(async { logs::init(format, traces) }) {
+        Ok(guard) => guard,
+        Err(err) => return fail_to_start(format, &err),
+    };
+    if let Some(traces) = &config.telemetry.traces {
+        let protocol = match traces.protocol {
+            TraceProtocol::Http => "OTLP/HTTP",
+            TraceProtocol::Grpc => "OTLP/gRPC",
+        };
+        tracing::info!("exporting traces to {} ({protocol})", traces.endpoint);
+    }
+    let code = runtime.block_on(run(config, env, path.is_some(), drain));
+    // Outside the runtime's async context, while its workers still run the final export.
+    drop(guard);
+    code
+}
+
+/// Reports why the gateway could not start, in the chosen log format when logs can still be
+/// set up (they cannot when they were already).
+fn fail_to_start(format: logs::LogFormat, err: &dyn std::fmt::Display) -> ExitCode {
+    match logs::init(format, None) {
+        Ok(_guard) => tracing::error!("{err}"),
+        #[allow(clippy::print_stderr, reason = "logs are already set up, or cannot be: say it anyway")]
+        Err(_) => eprintln!("{err}"),
+    }
+    ExitCode::FAILURE
+}
+
+/// The gateway's `telemetry.traces` as the telemetry crate takes it.
+fn trace_config(traces: &TracesConfig) -> trace::TraceConfig {
+    trace::TraceConfig {
+        endpoint: traces.endpoint.clone(),
+        protocol: match traces.protocol {
+            TraceProtocol::Http => trace::TraceProtocol::Http,
+            TraceProtocol::Grpc => trace::TraceProtocol::Grpc,
+        },
+        sample_ratio: traces.sample_ratio,
+        service_name: traces.service_name.clone(),
+        headers: traces
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), value.expose().to_owned()))
+            .collect(),
+        capture_content: traces.capture_content,
+    }
+}
+
+async fn run(config: Config, env: HashMap<String, String>, from_file: bool, drain: Duration) -> ExitCode {
     let server = match Server::bind(&config, &env).await {
         Ok(server) => server,
         Err(err) => {
@@ -117,8 +167,7 @@ async fn serve(path: Option<PathBuf>, listen: Option<SocketAddr>, drain: Duratio
         }
     };
     let addr = server.local_addr().map_or_else(|_| config.server.listen.to_string(), |a| a.to_string());
-    announce(&config, path.is_some(), &addr, server.is_authenticated());
-
+    announce(&config, from_file, &addr, server.is_authenticated());
     let (drain_started, drain_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown_signal().await;

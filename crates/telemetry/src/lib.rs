@@ -23,6 +23,7 @@
 //! assert!(text.contains("switchyard_in_flight_requests 1"));
 //! ```
 
+pub mod logs;
 pub mod metrics;
 mod record;
 pub mod trace;

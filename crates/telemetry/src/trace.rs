@@ -228,7 +228,7 @@ impl TraceGuard {
     where
         S: tracing::Subscriber + for<'span> LookupSpan<'span>,
     {
-        otel_layer(self.tracer())
+        otel_layer(Some(self.tracer()))
     }
 
     /// Exports every span that has ended so far, waiting for the collector's answer.
@@ -239,7 +239,7 @@ impl TraceGuard {
         self.provider.force_flush().map_err(|e| TraceError::Export(e.to_string()))
     }
 
-    fn tracer(&self) -> SdkTracer {
+    pub(crate) fn tracer(&self) -> SdkTracer {
         let scope = InstrumentationScope::builder(SCOPE).with_version(VERSION).build();
         self.provider.tracer_with_scope(scope)
     }
@@ -254,20 +254,25 @@ impl Drop for TraceGuard {
     }
 }
 
-/// The OpenTelemetry layer over `tracer`, taking spans of [`SPAN_TARGET`] only. Thread,
-/// source-location, target and busy/idle attributes are left out: they say nothing about
-/// the traffic and cost a few allocations per span.
-fn otel_layer<S>(tracer: SdkTracer) -> impl Layer<S> + 'static
+/// The OpenTelemetry layer over `tracer` (when there is one), taking spans of [`SPAN_TARGET`]
+/// only. Without a tracer the filter refuses everything, so that trace spans are disabled at
+/// their call site (an empty layer alone would enable every span). Thread, source-location,
+/// target and busy/idle attributes are left out: they say nothing about the traffic and cost
+/// a few allocations per span.
+pub(crate) fn otel_layer<S>(tracer: Option<SdkTracer>) -> impl Layer<S> + 'static
 where
     S: tracing::Subscriber + for<'span> LookupSpan<'span>,
 {
-    tracing_opentelemetry::layer()
-        .with_tracer(tracer)
-        .with_location(false)
-        .with_threads(false)
-        .with_target(false)
-        .with_tracked_inactivity(false)
-        .with_filter(filter_fn(|metadata| metadata.target() == SPAN_TARGET))
+    let on = tracer.is_some();
+    let layer = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+    });
+    layer.with_filter(filter_fn(move |metadata| on && metadata.target() == SPAN_TARGET))
 }
 
 /// The OTLP exporter for `config`.
@@ -399,12 +404,18 @@ pub(crate) mod tests {
 
     use super::*;
 
+    /// A pipeline exporting to memory, each span as it ends.
+    pub(crate) fn in_memory_pipeline() -> (SdkTracerProvider, InMemorySpanExporter) {
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
+        (provider, exporter)
+    }
+
     /// A subscriber exporting to memory through the same layer as the real pipeline.
     pub(crate) fn in_memory()
     -> (impl tracing::Subscriber + Send + Sync, SdkTracerProvider, InMemorySpanExporter) {
-        let exporter = InMemorySpanExporter::default();
-        let provider = SdkTracerProvider::builder().with_simple_exporter(exporter.clone()).build();
-        let subscriber = tracing_subscriber::registry().with(otel_layer(provider.tracer(SCOPE)));
+        let (provider, exporter) = in_memory_pipeline();
+        let subscriber = tracing_subscriber::registry().with(otel_layer(Some(provider.tracer(SCOPE))));
         (subscriber, provider, exporter)
     }
 
