@@ -1,6 +1,8 @@
 //! Building the route table from the configuration: each deployment becomes a provider
-//! adapter, wrapped in its time limits, as a `switchyard-router` endpoint with its weight,
-//! limits and price; each model becomes a group with its policy and cooldown.
+//! adapter (with traces on, behind `switchyard-telemetry`'s `PropagateLayer`, which sends the
+//! attempt's `traceparent` upstream), wrapped in its time limits, as a `switchyard-router`
+//! endpoint with its weight, limits and price; each model becomes a group with its policy and
+//! cooldown.
 //!
 //! Deployments share one upstream client, and so one connection pool, per connect timeout
 //! (a connect timeout is a property of the client, not of a request).
@@ -18,6 +20,7 @@ use switchyard_router::{
     DeploymentService, Endpoint, EndpointSettings, GroupSettings, ModelGroup, Price, RouteTable,
     timeout::{DeadlineLayer, Timeouts},
 };
+use switchyard_telemetry::trace::PropagateLayer;
 use tower::{Layer, util::BoxCloneSyncService};
 
 use crate::config::{Config, DeploymentConfig, MOCK_PROVIDER};
@@ -45,6 +48,7 @@ pub fn owned_by(group: &ModelGroup) -> &str {
 /// Builds every model group of a validated `config`.
 pub fn build_table(config: &Config, env: &HashMap<String, String>) -> Result<RouteTable, BuildError> {
     let mut clients = Clients::new(config.server.connect_timeout_ms);
+    let traced = config.telemetry.traces.is_some();
     let mut groups = Vec::with_capacity(config.models.len());
     for model in &config.models {
         let name = model.name.value.as_str();
@@ -54,7 +58,7 @@ pub fn build_table(config: &Config, env: &HashMap<String, String>) -> Result<Rou
             .enumerate()
             .map(|(index, d)| {
                 let key = format!("{name}/{index}");
-                build_endpoint(d, key, &mut clients, env).map_err(|reason| BuildError {
+                build_endpoint(d, key, traced, &mut clients, env).map_err(|reason| BuildError {
                     model: name.to_owned(),
                     index,
                     provider: d.provider.value.clone(),
@@ -97,9 +101,12 @@ impl Clients {
     }
 }
 
+/// One deployment: its adapter, behind the trace context propagation when `traced`, behind
+/// its time limits.
 fn build_endpoint(
     config: &DeploymentConfig,
     key: String,
+    traced: bool,
     clients: &mut Clients,
     env: &HashMap<String, String>,
 ) -> Result<Endpoint, String> {
@@ -111,6 +118,11 @@ fn build_endpoint(
     } else {
         BoxCloneSyncService::new(openai_adapter(config, Arc::clone(&label), clients, env)?)
     };
+    // With traces on, the provider request carries the attempt span's `traceparent`. The
+    // layer runs inside the attempt span (the router calls the deployment there); it is left
+    // out with traces off, where it would find no span on every request.
+    let adapter =
+        if traced { BoxCloneSyncService::new(PropagateLayer::new().layer(adapter)) } else { adapter };
     let timeouts = Timeouts {
         total: config.timeout_ms.map(Duration::from_millis),
         ttft: config.ttft_timeout_ms.map(Duration::from_millis),
