@@ -334,7 +334,10 @@ impl Metrics {
     }
 
     fn observe_attempts(&self, record: &RequestRecord, requested: &Name) {
-        let mut previous: Option<&Arc<str>> = None;
+        // The model the previous attempt was routed in. A first attempt in another model than
+        // the requested one is a fallback too: the requested model could take nothing (every
+        // deployment at capacity) and the request went straight to a fallback.
+        let mut previous: Option<&str> = None;
         for attempt in &record.attempts {
             let labels = AttemptLabels {
                 model: Name(Arc::clone(&attempt.model)),
@@ -345,17 +348,17 @@ impl Metrics {
             self.upstream.get_or_create(&labels).observe(attempt.elapsed.as_secs_f64());
             self.attempts.get_or_create(&labels).inc();
             match previous {
-                Some(model) if **model == *attempt.model => {
+                Some(model) if model == &*attempt.model => {
                     self.retries
                         .get_or_create(&EndpointLabels { model: labels.model, deployment: labels.deployment })
                         .inc();
                 }
-                Some(_) => {
+                None if *requested.0 == *attempt.model => {}
+                _ => {
                     self.fallbacks
                         .get_or_create(&FallbackLabels { model: requested.clone(), fallback: labels.model })
                         .inc();
                 }
-                None => {}
             }
             previous = Some(&attempt.model);
         }

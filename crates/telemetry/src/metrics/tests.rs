@@ -108,6 +108,20 @@ fn a_failed_request_names_its_class_and_no_deployment() {
 }
 
 #[test]
+fn a_request_whose_model_took_nothing_and_fell_back_counts_a_fallback() {
+    let metrics = Metrics::new();
+    // `m` had no deployment with room (no attempt of its own); `f` served.
+    let attempts = vec![Attempt::new("f", "q/b", "q", None, Duration::from_millis(5))];
+    metrics.observe(&record(attempts, 200, None));
+    let samples = scrape(&metrics);
+    assert_eq!(
+        value(&samples, "switchyard_fallbacks_total", &[("model", "m"), ("fallback", "f")]),
+        Some(1.0)
+    );
+    assert_eq!(value(&samples, "switchyard_retries_total", &[]), None);
+}
+
+#[test]
 fn requests_in_flight_are_counted_until_their_guard_drops() {
     let metrics = Metrics::new();
     let first = metrics.start();
