@@ -174,8 +174,8 @@ async fn a_scripted_workload_adds_up_in_the_scrape() {
     // Two providers take their time, so that the gateway's overhead can be seen to leave it out.
     let flaky = MockServer::start(MockConfig { ttft: SLOW, ..MockConfig::default() }).await.unwrap();
     let embed = MockServer::start(MockConfig { delay: SLOW, ..MockConfig::default() }).await.unwrap();
-    let (chat_up, primary, backup, limited, cooled) =
-        (mock().await, mock().await, mock().await, mock().await, mock().await);
+    let (chat_up, primary, backup, limited, capped, cooled) =
+        (mock().await, mock().await, mock().await, mock().await, mock().await, mock().await);
     let deployment = |name: &str, mock: &MockServer, extra: &str| {
         format!(
             "  - name: {name}\n    deployments:\n      - {{provider: vllm, model: {name}-up, api_base: '{}'{extra}}}\n",
@@ -183,12 +183,13 @@ async fn a_scripted_workload_adds_up_in_the_scrape() {
         )
     };
     let gateway = Gateway::start(&format!(
-        "router:\n  retries: 1\n  backoff_base_ms: 10\nmodels:\n{}{}{}    fallbacks: [backup]\n{}{}{}{}",
+        "router:\n  retries: 1\n  backoff_base_ms: 10\nmodels:\n{}{}{}    fallbacks: [backup]\n{}{}{}    fallbacks: [backup]\n{}{}",
         deployment("chat", &chat_up, ", price: {input: 0.5, output: 1.5}"),
         deployment("flaky", &flaky, ""),
         deployment("primary", &primary, ""),
         deployment("backup", &backup, ""),
         deployment("limited", &limited, ", rpm: 2"),
+        deployment("capped", &capped, ", rpm: 1"),
         deployment("cooled", &cooled, ""),
         deployment("embed", &embed, ""),
     ))
@@ -206,6 +207,12 @@ async fn a_scripted_workload_adds_up_in_the_scrape() {
     let statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
     assert_eq!(statuses, [200, 200, 429]);
     assert_eq!(answers[2].attempts, 0);
+    // A model at its rpm with a fallback: the second request goes straight to the fallback.
+    for i in 0..2 {
+        answers.push(send(&http, &gateway, "/v1/chat/completions", chat("capped", i, None)).await);
+    }
+    let served: Vec<(&str, u64)> = answers[3..].iter().map(|a| (a.deployment.as_str(), a.attempts)).collect();
+    assert_eq!(served, [("vllm/capped-up", 1), ("vllm/backup-up", 1)]);
 
     // Successful chat requests: plain, streamed with usage, and one stream without usage (whose
     // tokens nobody reported, so none are counted). One carries an id and a user of its own.
@@ -346,7 +353,8 @@ async fn a_scripted_workload_adds_up_in_the_scrape() {
     assert_eq!(
         scrape
             .one(ATTEMPTS, &[("model", "backup"), ("deployment", "vllm/backup-up"), ("outcome", "success")]),
-        1.0
+        2.0,
+        "for primary and for capped"
     );
     assert_eq!(scrape.one(ATTEMPTS, &[("deployment", "vllm/cooled-up"), ("outcome", "rate_limited")]), 1.0);
     assert_eq!(
@@ -366,7 +374,12 @@ async fn a_scripted_workload_adds_up_in_the_scrape() {
         scrape.one("switchyard_fallbacks_total", &[("model", "primary"), ("fallback", "backup")]),
         1.0
     );
-    assert_eq!(scrape.sum("switchyard_fallbacks_total", &[]), 1.0);
+    assert_eq!(
+        scrape.one("switchyard_fallbacks_total", &[("model", "capped"), ("fallback", "backup")]),
+        1.0,
+        "a model at capacity that went straight to its fallback"
+    );
+    assert_eq!(scrape.sum("switchyard_fallbacks_total", &[]), 2.0);
 
     // Tokens: per serving deployment, the sum of the usage each answer carried; and in all, the
     // usage the mocks say they reported.
@@ -378,7 +391,11 @@ async fn a_scripted_workload_adds_up_in_the_scrape() {
             entry.1 += output;
         }
     }
-    assert_eq!(reported.len(), 5, "chat, flaky, backup, limited and embed answered with usage: {reported:?}");
+    assert_eq!(
+        reported.len(),
+        6,
+        "chat, flaky, backup, limited, capped and embed reported usage: {reported:?}"
+    );
     for (deployment, (input, output)) in &reported {
         assert_eq!(
             scrape.sum(TOKENS, &[("deployment", deployment), ("kind", "input")]),
@@ -396,7 +413,7 @@ async fn a_scripted_workload_adds_up_in_the_scrape() {
         reported["vllm/backup-up"].0 as f64,
         "tokens count for the model that served"
     );
-    let mocks = [&chat_up, &flaky, &primary, &backup, &limited, &cooled, &embed];
+    let mocks = [&chat_up, &flaky, &primary, &backup, &limited, &capped, &cooled, &embed];
     let (prompt, completion) =
         mocks.iter().fold((0, 0), |(p, c), m| (p + m.stats().prompt_tokens, c + m.stats().completion_tokens));
     assert_eq!(scrape.sum(TOKENS, &[("kind", "input")]), prompt as f64);
@@ -495,8 +512,8 @@ async fn a_scripted_workload_adds_up_in_the_scrape() {
         0.0
     );
     assert!(scrape.one("switchyard_deployment_cooldowns_total", &[("deployment", "vllm/cooled-up")]) >= 1.0);
-    assert_eq!(scrape.matching("switchyard_deployment_up", &[]).count(), 7, "one series per deployment");
-    assert_eq!(scrape.sum("switchyard_deployment_up", &[]), 6.0, "the others are up");
+    assert_eq!(scrape.matching("switchyard_deployment_up", &[]).count(), 8, "one series per deployment");
+    assert_eq!(scrape.sum("switchyard_deployment_up", &[]), 7.0, "the others are up");
     assert_eq!(
         scrape.sum("switchyard_deployment_cooldowns_total", &[]),
         1.0,
