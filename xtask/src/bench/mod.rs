@@ -12,10 +12,24 @@
 //! generator, the mock and this orchestrator on the other (`-c 0`), so every figure is "what
 //! one core of gateway delivers". See `docs/benchmarks.md` for the latest table and caveats.
 //!
+//! The cost of observability is measured as two more targets running the same binary:
+//! `switchyard-bare` (no metrics, no request logs, no traces) and `switchyard-traced` (metrics,
+//! request logs at info into its log file, every trace exported over OTLP/HTTP to a sink, a
+//! third mock on [`OTLP_SINK_PORT`] on the load core, started only when that target runs). For
+//! every target the run records the completions the mocks served and the bytes its logs took
+//! (logs over [`LOG_KEEP_MAX`] are then cut to their head and tail, as request logs at info
+//! reach hundreds of MiB in a full run); for the traced one, also the exports, bytes and CPU of
+//! the sink. The report compares the three side by side and holds traced − bare to the latency
+//! budget.
+//!
 //! `--smoke` is the CI variant: `direct` and `switchyard` only, 1 s cells at concurrency 1
 //! and 8 plus the sparse cell and a small held-streams cell ([`HeldSpec::SMOKE`]: 50 streams of
 //! 2 s, about 4 s in all), no peer installs, the table printed and not written; it fails when a
-//! validation or a cell fails, so the benchmark cannot rot.
+//! validation or a cell fails, so the benchmark cannot rot. The two telemetry variants are not
+//! measured in it (about 15 s each, a third more time for figures nobody reads from 1 s cells);
+//! instead their generated configs go through `switchyard check`, which fails the smoke if the
+//! gateway's configuration has moved away from what the bench writes. `--smoke --targets
+//! switchyard,switchyard-bare,switchyard-traced` measures them too.
 
 mod http;
 mod load;
@@ -33,7 +47,7 @@ use serde_json::{Value, json};
 
 use self::load::{CellSys, JsonLoad, LoadGen, StreamLoad};
 use self::procs::{GroupMem, Proc};
-use self::targets::{HELD_MOCK_PORT, MOCK_PORT, Target};
+use self::targets::{HELD_MOCK_PORT, MOCK_PORT, OTLP_SINK_PORT, SWITCHYARD_BARE, SWITCHYARD_TRACED, Target};
 use crate::util::{capture, cargo, repo_root, run_inherit, target_dir, which};
 
 const HELP: &str = "\
@@ -43,8 +57,12 @@ Side-by-side benchmark on 127.0.0.1 against the switchyard-mock provider; writes
 docs/benchmarks.md and the raw figures to <target-dir>/bench/<UTC time>/results.json.
 
 options:
-  --targets a,b,...    targets, from: direct,nginx,switchyard,litellm,portkey (default: all;
-                       direct, the baseline, always runs)
+  --targets a,b,...    targets, from: direct,nginx,switchyard,switchyard-bare,
+                       switchyard-traced,litellm,portkey (default: all; direct, the baseline,
+                       always runs). switchyard-bare and switchyard-traced are the same binary
+                       with no telemetry, and with metrics + request logs at info (to a file) +
+                       every trace exported over OTLP/HTTP to a local sink (a third mock on
+                       127.0.0.1:18002, load core): the \"Cost of observability\" section
   --duration N         seconds per measured cell (default 10; 1-60)
   --warmup N           seconds of warm-up per target, not recorded (default 3)
   --conc LIST          non-streaming concurrencies (default 1,16,64)
@@ -64,8 +82,9 @@ options:
   --no-build           use the release binaries already built (switchyard, switchyard-mock,
                        switchyard-sse-probe) instead of running cargo build --release
   --smoke              CI mode: direct + switchyard, 1 s cells, c=1 and 8, sparse, 50 held streams
-                       of 2 s (~4 s more), no installs,
-                       prints the table, fails if any validation or cell fails
+                       of 2 s (~4 s more), no installs, `switchyard check` of the configs of
+                       switchyard-bare and switchyard-traced (not measured unless --targets
+                       names them), prints the table, fails if any validation, cell or check fails
 
 environment:
   SWITCHYARD_BENCH_HOME  where peers are installed (default ~/.cache/switchyard-bench)
@@ -330,6 +349,22 @@ pub(crate) struct TargetResult {
     pub(crate) stream: Vec<StreamCell>,
     pub(crate) stream_skipped: Option<String>,
     pub(crate) held: Option<HeldCell>,
+    /// Chat completions the mocks answered for this target over its whole run (validation,
+    /// warm-up, every cell, the held streams).
+    pub(crate) served: Option<u64>,
+    /// Bytes the target's processes wrote to their logs over its whole run (before
+    /// [`trim_log`] cut them).
+    pub(crate) log_bytes: Option<u64>,
+    /// What the OTLP sink received while the target ran (`switchyard-traced` only).
+    pub(crate) otlp: Option<OtlpReceived>,
+}
+
+/// What the OTLP sink received during one target's run, and what it cost on the load core.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct OtlpReceived {
+    pub(crate) exports: u64,
+    pub(crate) bytes: u64,
+    pub(crate) sink_cpu_s: f64,
 }
 
 impl TargetResult {
@@ -349,6 +384,9 @@ impl TargetResult {
             stream: Vec::new(),
             stream_skipped: None,
             held: None,
+            served: None,
+            log_bytes: None,
+            otlp: None,
         }
     }
 }
@@ -481,6 +519,13 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 .then(|| targets::prepare_held(t.name, &env))
         })
         .collect();
+    // The smoke does not measure the telemetry variants; it checks that the gateway still
+    // accepts their configs, so that they cannot rot unseen until the next full run.
+    let config_problems = if opts.smoke && opts.targets.contains(&"switchyard") {
+        check_configs(&env, &opts.targets)
+    } else {
+        Vec::new()
+    };
     let background_at_start = background_cores(&env, Duration::from_secs(1));
     let mock_args =
         ["--delay-ms", "0", "--ttft-ms", "0", "--chunk-ms", "5", "--chunks", "20", "--threads", "1"];
@@ -528,13 +573,67 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
         None => None,
     };
+    // The trace sink of switchyard-traced: one more mock, on the load core like the others.
+    let mut sink = if opts.targets.contains(&SWITCHYARD_TRACED) {
+        let argv: Vec<std::ffi::OsString> = vec![
+            mock_bin.clone().into(),
+            "--listen".into(),
+            format!("127.0.0.1:{OTLP_SINK_PORT}").into(),
+            "--threads".into(),
+            "1".into(),
+        ];
+        let log = env.log_dir.join("otlp-sink.log");
+        let mut p = Proc::spawn("otlp-sink", &argv, &env.load_cpu, &[], None, &log, &env.pidfile)?;
+        wait_mock(&mut p, OTLP_SINK_PORT)?;
+        Some(p)
+    } else {
+        None
+    };
 
     let mut results: Vec<TargetResult> = Vec::new();
     for (t, ht) in prepared.iter().zip(&held_targets) {
         let name = &t.name;
         eprintln!("bench: === {name} ({})", if t.version.is_empty() { "?" } else { &t.version });
         let held = ht.as_ref().zip(held_mock.as_ref()).zip(held_spec).map(|((ht, m), h)| (ht, m.pgid, h));
-        let r = bench_target(&env, &opts, t, &mut mock, held);
+        let sink_before = sink
+            .as_ref()
+            .filter(|_| *name == SWITCHYARD_TRACED)
+            .map(|p| (mock_stats_on(OTLP_SINK_PORT), procs::group_cpu_seconds(p.pgid, env.tck)));
+        let served_before = [mock_stats(), mock_stats_on(HELD_MOCK_PORT)];
+        let mut r = bench_target(&env, &opts, t, &mut mock, held);
+        // Every process of the target has stopped by now: its logs are complete, and its last
+        // spans were flushed on the way out.
+        let served_after = [mock_stats(), mock_stats_on(HELD_MOCK_PORT)];
+        r.served = served_before
+            .iter()
+            .zip(&served_after)
+            .filter_map(|(a, b)| counter_delta(a, b, "chat_completions"))
+            .reduce(|a, b| a + b);
+        if !t.argv.is_empty() {
+            r.log_bytes = [format!("{name}.log"), format!("{name}-held.log")]
+                .iter()
+                .filter_map(|f| trim_log(&env.log_dir.join(f)).ok())
+                .reduce(|a, b| a + b);
+        }
+        if let (Some((stats, cpu)), Some(p)) = (sink_before, sink.as_ref()) {
+            let after = mock_stats_on(OTLP_SINK_PORT);
+            r.otlp = Some(OtlpReceived {
+                exports: counter_delta(&stats, &after, "otlp_exports").unwrap_or(0),
+                bytes: counter_delta(&stats, &after, "otlp_bytes").unwrap_or(0),
+                sink_cpu_s: procs::group_cpu_seconds(p.pgid, env.tck) - cpu,
+            });
+            let o = r.otlp.unwrap_or_default();
+            eprintln!(
+                "bench: {name}: the OTLP sink received {} exports, {} bytes, for {:?} completions",
+                o.exports, o.bytes, r.served
+            );
+            if o.exports == 0 && matches!(r.status, Status::Measured) {
+                eprintln!(
+                    "bench: {name}: WARNING: no span reached the sink: the binary did not export traces, so the \
+                     figures of {name} lack the cost of exporting them"
+                );
+            }
+        }
         match &r.status {
             Status::Measured => {}
             Status::NotMeasured(why) => eprintln!("bench: {name}: not measured: {why}"),
@@ -547,7 +646,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
     }
     mock.stop(Duration::from_secs(5));
-    if let Some(p) = held_mock.as_mut() {
+    for p in [held_mock.as_mut(), sink.as_mut()].into_iter().flatten() {
         p.stop(Duration::from_secs(5));
     }
 
@@ -565,7 +664,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let direct_ok = results.first().is_some_and(|r| matches!(r.status, Status::Measured));
     ensure!(direct_ok, "the baseline (load generator -> mock) failed; see {}", env.log_dir.display());
     if opts.smoke {
-        let problems = report::smoke_problems(&results);
+        let mut problems = report::smoke_problems(&results);
+        problems.extend(config_problems);
         ensure!(problems.is_empty(), "bench smoke failed:\n  {}", problems.join("\n  "));
         eprintln!("bench: smoke passed");
     }
@@ -578,10 +678,62 @@ fn write_json(meta: &Meta, results: &[TargetResult]) -> Result<()> {
     std::fs::write(&path, format!("{v:#}\n")).with_context(|| format!("writing {}", path.display()))
 }
 
+/// `switchyard check` of the configs of the telemetry variants that this run does not measure;
+/// one line per config the gateway rejects.
+fn check_configs(env: &Env, measured: &[&'static str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for name in [SWITCHYARD_BARE, SWITCHYARD_TRACED].into_iter().filter(|n| !measured.contains(n)) {
+        let t = targets::prepare(name, env);
+        let (Some(config), Some(bin)) = (&t.config, t.argv.first()) else {
+            problems
+                .push(format!("{name}: config not checked: {}", t.missing.as_deref().unwrap_or("no config")));
+            continue;
+        };
+        match capture(Command::new(bin).arg("check").arg("--config").arg(config), Duration::from_secs(30)) {
+            Ok(out) if out.success() => {
+                eprintln!("bench: {name}: `switchyard check` accepts {}", config.display())
+            }
+            Ok(out) => problems.push(format!(
+                "{name}: `switchyard check --config {}` rejects the config the bench writes: {}",
+                config.display(),
+                out.tail(400).trim()
+            )),
+            Err(e) => problems.push(format!("{name}: `switchyard check` could not run: {e:#}")),
+        }
+    }
+    problems
+}
+
+/// A log bigger than this is cut to its first and last [`LOG_KEEP_EDGE`] bytes once its target
+/// stopped: request logs at info write a few hundred bytes per request, hundreds of MiB over a
+/// full run, and what matters in them for the bench is how it started and how it ended.
+const LOG_KEEP_MAX: u64 = 8 << 20;
+const LOG_KEEP_EDGE: u64 = 1 << 20;
+
+/// The size of the log at `path` as its process left it (an error when there is none), after
+/// cutting its middle out if it is bigger than [`LOG_KEEP_MAX`].
+fn trim_log(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len <= LOG_KEEP_MAX {
+        return Ok(len);
+    }
+    let (mut head, mut tail) = (vec![0; LOG_KEEP_EDGE as usize], vec![0; LOG_KEEP_EDGE as usize]);
+    f.read_exact(&mut head)?;
+    f.seek(SeekFrom::Start(len - LOG_KEEP_EDGE))?;
+    f.read_exact(&mut tail)?;
+    let cut = len - 2 * LOG_KEEP_EDGE;
+    let note = format!("\n[... {cut} bytes cut by `cargo xtask bench`: the log was {len} bytes ...]\n");
+    std::fs::write(path, [&head[..], note.as_bytes(), &tail[..]].concat())?;
+    Ok(len)
+}
+
 /// Fails with a clear message when a port the benchmark needs is taken.
 fn check_ports(names: &[&'static str], held: bool) -> Result<()> {
     let mut ports = vec![MOCK_PORT];
     ports.extend(held.then_some(HELD_MOCK_PORT));
+    ports.extend(names.contains(&SWITCHYARD_TRACED).then_some(OTLP_SINK_PORT));
     for n in names {
         if let Some(p) = targets::port_of(n) {
             ports.push(p);
@@ -597,7 +749,8 @@ fn port_free(port: u16) -> Result<()> {
     TcpListener::bind(("127.0.0.1", port)).map(drop).map_err(|e| {
         anyhow::anyhow!(
             "port 127.0.0.1:{port} is not free ({e}); the benchmark uses fixed ports 18000 (mock), \
-             18001 (mock of the held-streams cell), 18101 (nginx), 18102 (litellm), 18104 (portkey), 18110 (switchyard): stop whatever \
+             18001 (mock of the held-streams cell), 18002 (OTLP sink of switchyard-traced), 18101 (nginx), \
+             18102 (litellm), 18104 (portkey), 18110-18112 (switchyard, -bare, -traced): stop whatever \
              listens there (`ss -ltnp 'sport = :{port}'`) and retry"
         )
     })
@@ -647,7 +800,7 @@ fn build_binaries(opts: &Opts, release_dir: &std::path::Path) -> Result<(PathBuf
         ensure!(b.is_file(), "{} is missing (build it with cargo build --release)", b.display());
     }
     let mut sy_error = None;
-    if opts.build && opts.targets.contains(&"switchyard") {
+    if opts.build && opts.targets.iter().any(|t| targets::runs_switchyard(t)) {
         eprintln!("bench: cargo build --release -p switchyard");
         let ok = run_inherit(
             Command::new(cargo()).args(["build", "--release", "-p", "switchyard"]).current_dir(repo_root()),
@@ -1137,6 +1290,11 @@ pub(crate) fn result_json(r: &TargetResult) -> Value {
             "sys": h.sys.as_ref().map(CellSys::to_json),
             "problem": h.problem,
         })),
+        "served_completions": r.served,
+        "log_bytes": r.log_bytes,
+        "otlp": r.otlp.map(|o| json!({
+            "exports": o.exports, "bytes": o.bytes, "sink_cpu_s": load::round(o.sink_cpu_s, 3),
+        })),
     })
 }
 
@@ -1181,6 +1339,50 @@ mod tests {
         assert!(full.sparse && smoke.sparse);
         let o = parse_opts(&args("--no-sparse --no-stream")).expect("valid").expect("not help");
         assert!(!o.sparse && !o.stream);
+    }
+
+    #[test]
+    fn telemetry_variants_run_by_default_and_in_smoke_only_when_named() {
+        let full = parse_opts(&args("")).expect("valid").expect("not help");
+        assert!(full.targets.contains(&SWITCHYARD_BARE) && full.targets.contains(&SWITCHYARD_TRACED));
+        let o = parse_opts(&args("--targets switchyard-traced,switchyard,switchyard-bare")).expect("valid");
+        assert_eq!(
+            o.expect("not help").targets,
+            ["direct", "switchyard", "switchyard-bare", "switchyard-traced"],
+            "report order, next to each other"
+        );
+        let smoke = parse_opts(&args("--smoke")).expect("valid").expect("not help");
+        assert!(!smoke.targets.iter().any(|t| t.starts_with("switchyard-")));
+        let o = parse_opts(&args("--smoke --targets switchyard,switchyard-bare")).expect("valid");
+        assert_eq!(o.expect("not help").targets, ["direct", "switchyard", "switchyard-bare"]);
+    }
+
+    #[test]
+    fn big_logs_keep_their_head_and_tail() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-trim-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let small = dir.join("small.log");
+        std::fs::write(&small, "started\n").expect("write");
+        assert_eq!(trim_log(&small).expect("trim"), 8);
+        assert_eq!(std::fs::read_to_string(&small).expect("read"), "started\n", "small logs stay whole");
+
+        let big = dir.join("big.log");
+        let len = LOG_KEEP_MAX + 1000;
+        let mut text = vec![b'm'; len as usize];
+        text[..5].copy_from_slice(b"start");
+        text[len as usize - 3..].copy_from_slice(b"end");
+        std::fs::write(&big, &text).expect("write");
+        assert_eq!(trim_log(&big).expect("trim"), len, "the size as the process left it");
+        let kept = std::fs::read(&big).expect("read");
+        assert!(kept.starts_with(b"start") && kept.ends_with(b"end"));
+        let cut = format!(
+            "[... {} bytes cut by `cargo xtask bench`: the log was {len} bytes ...]",
+            len - 2 * LOG_KEEP_EDGE
+        );
+        assert!(String::from_utf8_lossy(&kept).contains(&cut));
+        assert!((kept.len() as u64) < 2 * LOG_KEEP_EDGE + 200);
+        assert!(trim_log(&dir.join("missing.log")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

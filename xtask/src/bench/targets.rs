@@ -4,7 +4,9 @@
 //! |---|---|---|
 //! | `direct` | the load generator straight to the mock: the baseline | – |
 //! | `nginx` | plain reverse proxy, 1 worker, upstream keep-alive: the floor of one L7 hop | Debian `nginx-light` |
-//! | `switchyard` | this workspace's release binary | `cargo build --release` |
+//! | `switchyard` | this workspace's release binary, telemetry as shipped (metrics on, request logs filtered out by `RUST_LOG=warn`, no traces) | `cargo build --release` |
+//! | `switchyard-bare` | the same binary with no telemetry: no metrics, no request logs, no traces | the same |
+//! | `switchyard-traced` | the same binary with all of it: metrics, one log line per request at info (to its log file), every trace exported over OTLP/HTTP to a local sink | the same |
 //! | `litellm` | LiteLLM proxy, uvicorn, 1 worker | PyPI `litellm[proxy]` (pinned) |
 //! | `portkey` | Portkey gateway, Node.js, `--headless` | npm `@portkey-ai/gateway` (pinned) |
 //!
@@ -13,6 +15,16 @@
 //! their versions in the folder names so that a version bump installs afresh. Their settings are
 //! defaults, except what it takes to run them here (each is explained where it is set). A peer
 //! that cannot be installed or found is reported as "not measured", not an error.
+//!
+//! The two Switchyard variants measure the cost of observability: the report compares them
+//! with `switchyard` in a section of their own and holds traced − bare to the latency budget.
+//! The traced variant's spans go to [`OTLP_SINK_PORT`], a `switchyard-mock` of its own on the
+//! load core (its `POST /v1/traces` reads each export and discards it) rather than to the mock
+//! that serves the completions: the sink's work then lands on the same core as it would there,
+//! but the mock's single thread never reads an export of hundreds of KiB between two chat
+//! answers (which would charge a stall of the mock to the traced gateway), and the mock's
+//! request counter, which validation reads to see that the gateway really called it, counts
+//! completions only.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -34,19 +46,37 @@ pub(crate) const HONO_NODE_SERVER_VERSION: &str = "1.13.8";
 pub(crate) const MOCK_PORT: u16 = 18000;
 /// The second mock, with long streams, of the held-streams cell.
 pub(crate) const HELD_MOCK_PORT: u16 = 18001;
+/// The OTLP trace sink of `switchyard-traced`: a third `switchyard-mock`, on the load core.
+pub(crate) const OTLP_SINK_PORT: u16 = 18002;
 const NGINX_PORT: u16 = 18101;
 const LITELLM_PORT: u16 = 18102;
 const PORTKEY_PORT: u16 = 18104;
 const SWITCHYARD_PORT: u16 = 18110;
+const SWITCHYARD_BARE_PORT: u16 = 18111;
+const SWITCHYARD_TRACED_PORT: u16 = 18112;
 
-/// Every target, in report order.
-pub(crate) const ALL: [&str; 5] = ["direct", "nginx", "switchyard", "litellm", "portkey"];
+/// Switchyard with no telemetry at all.
+pub(crate) const SWITCHYARD_BARE: &str = "switchyard-bare";
+/// Switchyard with metrics, request logs at info and every trace exported.
+pub(crate) const SWITCHYARD_TRACED: &str = "switchyard-traced";
+
+/// Every target, in report (and run) order: the Switchyard variants run right after
+/// `switchyard`, so that the three runs compared in "Cost of observability" are close in time.
+pub(crate) const ALL: [&str; 7] =
+    ["direct", "nginx", "switchyard", SWITCHYARD_BARE, SWITCHYARD_TRACED, "litellm", "portkey"];
+
+/// Whether target `name` runs this workspace's `switchyard` binary (which then must be built).
+pub(crate) fn runs_switchyard(name: &str) -> bool {
+    Telemetry::of(name).is_some()
+}
 
 /// The port target `name` listens on (`None` for `direct`, which is the mock's).
 pub(crate) fn port_of(name: &str) -> Option<u16> {
     match name {
         "nginx" => Some(NGINX_PORT),
         "switchyard" => Some(SWITCHYARD_PORT),
+        SWITCHYARD_BARE => Some(SWITCHYARD_BARE_PORT),
+        SWITCHYARD_TRACED => Some(SWITCHYARD_TRACED_PORT),
         "litellm" => Some(LITELLM_PORT),
         "portkey" => Some(PORTKEY_PORT),
         _ => None,
@@ -65,6 +95,8 @@ pub(crate) struct Target {
     pub(crate) cwd: Option<PathBuf>,
     /// Headers every request to it carries.
     pub(crate) headers: Vec<(String, String)>,
+    /// The configuration file written for it, when it has one that `switchyard check` reads.
+    pub(crate) config: Option<PathBuf>,
     pub(crate) ready_timeout: Duration,
     pub(crate) version: String,
     /// Set when the target cannot be measured: why.
@@ -99,7 +131,7 @@ fn prepare_for(name: &'static str, env: &Env, up: Upstream) -> Target {
     let t = match name {
         "direct" => Ok(direct(env)),
         "nginx" => nginx(env, up),
-        "switchyard" => switchyard(env, up),
+        _ if runs_switchyard(name) => switchyard(name, env, up),
         "litellm" => litellm(env, up),
         "portkey" => portkey(env, up),
         _ => Ok(Target { name, missing: Some("unknown target".to_owned()), ..Target::default() }),
@@ -197,13 +229,88 @@ http {{
     )
 }
 
-fn switchyard(env: &Env, up: Upstream) -> Result<Target> {
+/// What a Switchyard target turns on of its telemetry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Telemetry {
+    /// The defaults (metrics on; request logs on, but `RUST_LOG=warn` filters them out; no
+    /// traces): what `switchyard` is benchmarked with against its budget and its peers.
+    Shipped,
+    /// Nothing: `metrics.enabled: false`, `request_logs: false`, no traces.
+    Bare,
+    /// Everything: metrics, request logs at info (`RUST_LOG=info`) written to the target's log
+    /// file, every trace (`sample_ratio: 1.0`) exported over OTLP/HTTP to the sink.
+    Traced,
+}
+
+// === impl Telemetry ===
+
+impl Telemetry {
+    /// The variant target `name` runs, if it is a Switchyard target.
+    pub(crate) fn of(name: &str) -> Option<Telemetry> {
+        match name {
+            "switchyard" => Some(Telemetry::Shipped),
+            SWITCHYARD_BARE => Some(Telemetry::Bare),
+            SWITCHYARD_TRACED => Some(Telemetry::Traced),
+            _ => None,
+        }
+    }
+
+    /// `RUST_LOG`, set rather than inherited so that the caller's environment cannot change
+    /// what is measured.
+    fn rust_log(self) -> &'static str {
+        match self {
+            Telemetry::Shipped | Telemetry::Bare => "warn",
+            Telemetry::Traced => "info",
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Telemetry::Shipped => "Switchyard (this workspace, release build), `switchyard serve`, RUST_LOG=warn; \
+                                   telemetry as shipped: metrics on, request logs filtered out by RUST_LOG, no traces"
+                .to_owned(),
+            Telemetry::Bare => "the same Switchyard binary with no telemetry: `metrics: {enabled: false}`, \
+                                `request_logs: false`, no traces; RUST_LOG=warn"
+                .to_owned(),
+            Telemetry::Traced => format!(
+                "the same Switchyard binary with all telemetry: metrics, one request log line at info \
+                 (RUST_LOG=info, to its log file), every trace (`sample_ratio: 1.0`) exported over OTLP/HTTP \
+                 to a local sink (switchyard-mock on 127.0.0.1:{OTLP_SINK_PORT}, load core)"
+            ),
+        }
+    }
+
+    /// The `telemetry:` section of the config (empty for the defaults).
+    fn yaml(self) -> String {
+        match self {
+            Telemetry::Shipped => String::new(),
+            Telemetry::Bare => {
+                "telemetry:\n  metrics:\n    enabled: false\n  request_logs: false\n".to_owned()
+            }
+            Telemetry::Traced => format!(
+                "telemetry:
+  metrics:
+    enabled: true
+  request_logs: true
+  traces:
+    endpoint: http://127.0.0.1:{OTLP_SINK_PORT}
+    protocol: http
+    sample_ratio: 1.0
+"
+            ),
+        }
+    }
+}
+
+fn switchyard(name: &'static str, env: &Env, up: Upstream) -> Result<Target> {
+    let telemetry = Telemetry::of(name).context("not a Switchyard target")?;
+    let port = port_of(name).context("no port")?;
     let mut t = Target {
-        name: "switchyard",
-        desc: "Switchyard (this workspace, release build), `switchyard serve`, RUST_LOG=warn".to_owned(),
-        port: SWITCHYARD_PORT,
+        name,
+        desc: telemetry.describe(),
+        port,
         ready_timeout: Duration::from_secs(30),
-        env: vec![("RUST_LOG".to_owned(), "warn".to_owned())],
+        env: vec![("RUST_LOG".to_owned(), telemetry.rust_log().to_owned())],
         ..Target::default()
     };
     let bin = env.release_dir.join("switchyard");
@@ -215,11 +322,22 @@ fn switchyard(env: &Env, up: Upstream) -> Result<Target> {
         t.missing = Some("binary not built".to_owned());
         return Ok(t);
     }
-    let config = env.conf_dir.join(format!("switchyard{}.yaml", up.tag));
-    let yaml = format!(
+    let config = env.conf_dir.join(format!("{name}{}.yaml", up.tag));
+    std::fs::write(&config, switchyard_yaml(telemetry, port, up.mock_port))
+        .with_context(|| format!("writing {}", config.display()))?;
+    t.argv = vec![bin.clone().into(), "serve".into(), "--config".into(), config.clone().into()];
+    t.config = Some(config);
+    let v = version_line(Command::new(&bin).arg("--version"));
+    t.version = format!("{v} ({})", env.git_rev);
+    Ok(t)
+}
+
+/// Switchyard's config: one model served by the mock on `mock_port`, and `telemetry`.
+fn switchyard_yaml(telemetry: Telemetry, port: u16, mock_port: u16) -> String {
+    format!(
         "# Generated by `cargo xtask bench`: one model served by the mock; no master key on loopback.
 server:
-  listen: 127.0.0.1:{SWITCHYARD_PORT}
+  listen: 127.0.0.1:{port}
 models:
   - name: mock-gpt
     deployments:
@@ -227,14 +345,9 @@ models:
         model: mock-gpt
         api_base: http://127.0.0.1:{mock_port}/v1
         api_key: mock-key
-",
-        mock_port = up.mock_port
-    );
-    std::fs::write(&config, yaml).with_context(|| format!("writing {}", config.display()))?;
-    t.argv = vec![bin.clone().into(), "serve".into(), "--config".into(), config.into()];
-    let v = version_line(Command::new(&bin).arg("--version"));
-    t.version = format!("{v} ({})", env.git_rev);
-    Ok(t)
+{}",
+        telemetry.yaml()
+    )
 }
 
 fn litellm(env: &Env, up: Upstream) -> Result<Target> {
@@ -457,6 +570,49 @@ mod tests {
             assert!(c.contains(needle), "missing {needle:?} in\n{c}");
         }
         assert!(!c.contains("daemon"), "daemon off is given with -g");
+    }
+
+    #[test]
+    fn switchyard_variants_differ_only_in_telemetry() {
+        let yaml = |t| switchyard_yaml(t, 18111, 18000);
+        let shipped = yaml(Telemetry::Shipped);
+        assert!(!shipped.contains("telemetry:"), "the defaults, as shipped:\n{shipped}");
+        for t in [Telemetry::Shipped, Telemetry::Bare, Telemetry::Traced] {
+            let y = yaml(t);
+            assert!(y.starts_with(&shipped), "the same server and model, telemetry appended:\n{y}");
+            assert!(
+                y.contains("listen: 127.0.0.1:18111\n")
+                    && y.contains("api_base: http://127.0.0.1:18000/v1\n")
+            );
+        }
+        assert_eq!(
+            yaml(Telemetry::Bare)[shipped.len()..],
+            *"telemetry:\n  metrics:\n    enabled: false\n  request_logs: false\n"
+        );
+        let traced = &yaml(Telemetry::Traced)[shipped.len()..];
+        for needle in [
+            "  metrics:\n    enabled: true\n",
+            "  request_logs: true\n",
+            "  traces:\n    endpoint: http://127.0.0.1:18002\n    protocol: http\n    sample_ratio: 1.0\n",
+        ] {
+            assert!(traced.contains(needle), "missing {needle:?} in\n{traced}");
+        }
+        assert_eq!(
+            [Telemetry::Shipped, Telemetry::Bare, Telemetry::Traced].map(Telemetry::rust_log),
+            ["warn", "warn", "info"]
+        );
+    }
+
+    #[test]
+    fn every_target_has_its_own_port() {
+        assert_eq!(ALL[2..5], ["switchyard", "switchyard-bare", "switchyard-traced"]);
+        let mut ports: Vec<u16> = ALL.iter().filter_map(|t| port_of(t)).collect();
+        ports.extend([MOCK_PORT, HELD_MOCK_PORT, OTLP_SINK_PORT]);
+        let n = ports.len();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!((ports.len(), n), (ALL.len() - 1 + 3, ALL.len() - 1 + 3), "{ports:?}");
+        assert!(ALL.iter().filter(|t| runs_switchyard(t)).eq(&ALL[2..5]));
     }
 
     #[test]
