@@ -1,11 +1,16 @@
 //! The benchmark's outputs: `results.json` (every number) and the markdown report that goes to
 //! `docs/benchmarks.md` (or to the terminal for `--smoke`), including the comparison with the
-//! performance budget in the design brief and the honesty checks of every cell.
+//! performance budget in the design brief, the cost of observability (the same binary with its
+//! telemetry off, as shipped, and all on, the difference held to the same budget) and the
+//! honesty checks of every cell.
 
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use super::load::CellSys;
+
+use super::targets::{SWITCHYARD_BARE, SWITCHYARD_TRACED};
 use super::{HeldCell, HeldSpec, JsonCell, Meta, Status, StreamCell, TargetResult, result_json};
 
 /// The performance budget of the design brief, over nginx (the floor of one proxy hop).
@@ -146,6 +151,7 @@ pub(crate) fn markdown(meta: &Meta, results: &[TargetResult]) -> String {
     let mut md = String::new();
     header(&mut md, meta);
     design_targets(&mut md, meta, results);
+    observability(&mut md, meta, results);
     non_streaming(&mut md, meta, results);
     if let Some(ms) = meta.sparse_interval_ms {
         sparse(&mut md, ms, results);
@@ -366,6 +372,215 @@ fn design_targets(md: &mut String, meta: &Meta, results: &[TargetResult]) {
         (Some(_), None) => row(&held_what, why_not(false), "–"),
     }
     let _ = writeln!(md);
+}
+
+/// The Switchyard runs of "Cost of observability", in table order, with what each turns on.
+const OBSERVABILITY: [(&str, &str); 3] = [
+    (SWITCHYARD_BARE, "none"),
+    ("switchyard", "metrics; request logs filtered out (RUST_LOG=warn)"),
+    (SWITCHYARD_TRACED, "metrics; request logs at info, to a file; every trace exported (OTLP/HTTP)"),
+];
+
+/// The same binary with its telemetry off, as shipped and all on: the figures side by side, and
+/// traced − bare held to the latency budget, since the observability cost must itself fit in
+/// the budget. Only when a variant ran (or was asked for).
+fn observability(md: &mut String, meta: &Meta, results: &[TargetResult]) {
+    if !results.iter().any(|r| r.name == SWITCHYARD_BARE || r.name == SWITCHYARD_TRACED) {
+        return;
+    }
+    let top = meta.conc.iter().copied().max().unwrap_or(64);
+    let _ = writeln!(
+        md,
+        "## Cost of observability
+"
+    );
+    let _ = writeln!(
+        md,
+        "The same release binary three times, differing only in its `telemetry:` config: \
+         `{SWITCHYARD_BARE}` (none), `switchyard` (as shipped and as measured above) and \
+         `{SWITCHYARD_TRACED}` (all of it; its spans go to a sink, a third mock on the load core, that \
+         reads each export and discards it). **The observability cost must itself fit in the budget:** \
+         traced − bare is held to the limits DESIGN.md sets for Switchyard over nginx. Run back to back \
+         (`cargo xtask bench --targets switchyard,switchyard-bare,switchyard-traced` for these alone); \
+         *written per request* = bytes of its log files, and of the spans the sink received, per \
+         completion the mocks served.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| target | telemetry | p50 / p99 µs c=1 | req/s c={top} | CPU µs/req c={top} | TTFB p50 µs c=1 | \
+         RSS MiB idle → peak | written per request |\n|---|---|---|---|---|---|---|---|"
+    );
+    for (name, what) in OBSERVABILITY {
+        let Some(r) = results.iter().find(|r| r.name == name) else {
+            let _ = writeln!(md, "| {name} | {what} | not in this run |");
+            continue;
+        };
+        if let Some(s) = status_text(r) {
+            let _ = writeln!(md, "| {name} | {what} | {} |", cell_text(&s));
+            continue;
+        }
+        let c1 = json_cell(Some(r), 1).map_or("–".to_owned(), |c| {
+            format!(
+                "{} / {}{}",
+                int(c.load.latency.p50 as f64),
+                int(c.load.latency.p99 as f64),
+                flags_json(c)
+            )
+        });
+        let hi = json_cell(Some(r), top);
+        let rps = hi.map_or("–".to_owned(), |c| {
+            let bound = if load_bound(meta, &c.sys) { " (load-bound)" } else { "" };
+            format!("{}{bound}{}", int(c.load.rps), flags_json(c))
+        });
+        let cpu = match hi {
+            Some(c) if c.load.requests > 0 => match c.sys.gw_cpu_s {
+                Some(s) if s < MIN_CPU_S => "< resolution".to_owned(),
+                Some(s) => int(s * 1e6 / c.load.requests as f64),
+                None => "–".to_owned(),
+            },
+            _ => "–".to_owned(),
+        };
+        let ttfb = stream_cell(Some(r), 1)
+            .map_or("–".to_owned(), |c| format!("{}{}", int(c.load.ttfb.p50 as f64), flags_stream(c)));
+        let _ = writeln!(
+            md,
+            "| {name} | {what} | {c1} | {rps} | {cpu} | {ttfb} | {} | {} |",
+            memory(r),
+            written_per_request(r)
+        );
+    }
+    let _ = writeln!(md);
+
+    let bare = find(results, SWITCHYARD_BARE);
+    let traced = find(results, SWITCHYARD_TRACED);
+    let _ =
+        writeln!(md, "| budget (DESIGN.md), applied to traced − bare | measured | verdict |\n|---|---|---|");
+    let not_evaluated = if bare.is_none() {
+        format!("not evaluated: {SWITCHYARD_BARE} not measured in this run")
+    } else if traced.is_none() {
+        format!("not evaluated: {SWITCHYARD_TRACED} not measured in this run")
+    } else {
+        "not evaluated: cell not run".to_owned()
+    };
+    // Spans that never left make "met" unproven (a miss without them is still a miss).
+    let unexported = traced.and_then(|t| t.otlp).is_some_and(|o| o.exports == 0);
+    let verdict = |ok: bool| match (ok, unexported) {
+        (false, _) => "❌ missed",
+        (true, false) => "✅ met",
+        (true, true) => "⚠ not proven: no span was exported",
+    };
+    let noisy = |a: &CellSys, b: &CellSys| {
+        let bg = a.foreign_cores.max(b.foreign_cores);
+        if bg > BACKGROUND_FLAG_CORES { format!("; ⚠ bg {bg:.2} cores") } else { String::new() }
+    };
+    let mut row = |what: String, measured: String, v: &str| {
+        let _ = writeln!(md, "| {what} | {measured} | {v} |");
+    };
+    match (json_cell(traced, 1), json_cell(bare, 1)) {
+        (Some(t), Some(b)) => {
+            for (label, limit, pick) in [
+                ("p50", ADDED_P50_C1_US, (|c: &JsonCell| c.load.latency.p50) as fn(&JsonCell) -> u64),
+                ("p99", ADDED_P99_C1_US, |c: &JsonCell| c.load.latency.p99),
+            ] {
+                let d = pick(t) as i64 - pick(b) as i64;
+                row(
+                    format!("non-streaming c=1: added {label} ≤ {limit} µs"),
+                    format!(
+                        "{} µs (traced {} − bare {}){}",
+                        signed(d),
+                        int(pick(t) as f64),
+                        int(pick(b) as f64),
+                        noisy(&t.sys, &b.sys)
+                    ),
+                    verdict(d <= limit),
+                );
+            }
+        }
+        _ => row(
+            format!("non-streaming c=1: added p50 ≤ {ADDED_P50_C1_US} µs, p99 ≤ {ADDED_P99_C1_US} µs"),
+            not_evaluated.clone(),
+            "–",
+        ),
+    }
+    let ttfb_what = format!("streaming c=1: time to first byte added ≤ {TTFB_VS_NGINX_US} µs (p50)");
+    match (stream_cell(traced, 1), stream_cell(bare, 1)) {
+        (Some(t), Some(b)) => {
+            let d = t.load.ttfb.p50 as i64 - b.load.ttfb.p50 as i64;
+            row(
+                ttfb_what,
+                format!(
+                    "{} µs (traced {} − bare {}){}",
+                    signed(d),
+                    int(t.load.ttfb.p50 as f64),
+                    int(b.load.ttfb.p50 as f64),
+                    noisy(&t.sys, &b.sys)
+                ),
+                verdict(d <= TTFB_VS_NGINX_US),
+            );
+        }
+        _ => row(ttfb_what, not_evaluated, "–"),
+    }
+    // What the shipped defaults cost over none: informational (switchyard has its own budget).
+    if let (Some(s), Some(b)) = (json_cell(find(results, "switchyard"), 1), json_cell(bare, 1)) {
+        row(
+            "as shipped (switchyard − bare), non-streaming c=1 p50 / p99".to_owned(),
+            format!(
+                "{} / {} µs; informational, switchyard is held to the budget above",
+                signed(s.load.latency.p50 as i64 - b.load.latency.p50 as i64),
+                signed(s.load.latency.p99 as i64 - b.load.latency.p99 as i64)
+            ),
+            "–",
+        );
+    }
+    let _ = writeln!(md);
+
+    if let Some(t) = traced {
+        let served = t.served.filter(|n| *n > 0);
+        match t.otlp {
+            Some(o) if o.exports == 0 => {
+                let _ = writeln!(
+                    md,
+                    "⚠ **No span reached the sink** during {SWITCHYARD_TRACED}'s run: this binary did not \
+                     export traces although they were configured, so its figures hold metrics and request logs \
+                     only, not the cost of tracing.\n"
+                );
+            }
+            Some(o) => {
+                let _ = writeln!(
+                    md,
+                    "Trace export during {SWITCHYARD_TRACED}'s run (cells, warm-up and held streams): {} exports, \
+                     {} MiB{}; the sink used {:.2} s of CPU on the load core. Spans are batched and sent off the \
+                     request path; when the exporter falls behind, OpenTelemetry's batch processor drops spans \
+                     rather than wait, so under saturation the export cost is capped rather than per request.\n",
+                    int(o.exports as f64),
+                    mib_of_bytes(o.bytes),
+                    served.map_or(String::new(), |n| format!(
+                        " ({} bytes per completion over {} completions)",
+                        int(o.bytes as f64 / n as f64),
+                        int(n as f64)
+                    )),
+                    o.sink_cpu_s
+                );
+            }
+            None => {}
+        }
+    }
+}
+
+/// What a target wrote per completion served: its logs, and the spans the sink received.
+fn written_per_request(r: &TargetResult) -> String {
+    let Some(n) = r.served.filter(|n| *n > 0) else { return "–".to_owned() };
+    let per = |bytes: u64| format!("{} B", int(bytes as f64 / n as f64));
+    let mut s = format!("logs {}", r.log_bytes.map_or("–".to_owned(), per));
+    if let Some(o) = r.otlp {
+        let _ = write!(s, ", spans {} ({} exports)", per(o.bytes), int(o.exports as f64));
+    }
+    s
+}
+
+/// `1.5` (MiB) from a byte count.
+fn mib_of_bytes(bytes: u64) -> String {
+    mib(bytes / 1024)
 }
 
 /// The "2,000 open streams" budget row: peak RSS while the streams were open; met only when
@@ -690,8 +905,11 @@ fn streaming(md: &mut String, meta: &Meta, results: &[TargetResult]) {
 fn relative(md: &mut String, meta: &Meta, results: &[TargetResult]) {
     let Some(sy) = find(results, "switchyard") else { return };
     let direct = find(results, "direct");
-    let peers: Vec<&TargetResult> =
-        results.iter().filter(|r| r.name != "switchyard" && r.name != "direct").collect();
+    // Peers only: the telemetry variants are Switchyard itself (see "Cost of observability").
+    let peers: Vec<&TargetResult> = results
+        .iter()
+        .filter(|r| !matches!(r.name, "direct" | "switchyard" | SWITCHYARD_BARE | SWITCHYARD_TRACED))
+        .collect();
     if peers.is_empty() {
         return;
     }
@@ -782,7 +1000,7 @@ fn honesty(md: &mut String, meta: &Meta, results: &[TargetResult]) {
             if sys.foreign_cores > BACKGROUND_FLAG_CORES {
                 note.push("⚠ background");
             }
-            if l >= 0.95 && g < 0.90 && r.name != "direct" {
+            if r.name != "direct" && load_bound(meta, sys) {
                 note.push("load-bound");
             }
             let _ = writeln!(
@@ -795,6 +1013,13 @@ fn honesty(md: &mut String, meta: &Meta, results: &[TargetResult]) {
         }
     }
     let _ = writeln!(md);
+}
+
+/// Whether a cell measured the load core rather than the gateway: the load core saturated while
+/// the gateway's was not.
+fn load_bound(meta: &Meta, sys: &CellSys) -> bool {
+    let busy = |cpu: &str, default| sys.core_busy.get(cpu.parse().unwrap_or(default)).copied().unwrap_or(0.0);
+    busy(&meta.load_cpu, 0) >= 0.95 && busy(&meta.gw_cpu, 1) < 0.90
 }
 
 fn target_list(md: &mut String, results: &[TargetResult]) {
@@ -850,6 +1075,10 @@ fn caveats(md: &mut String) {
          `LITELLM_LOCAL_MODEL_COST_MAP=True` (no price-map fetch at start); Portkey `--headless` with \
          `NODE_ENV=production` and `@hono/node-server` pinned to 1.13.8 (with the version npm resolves, \
          its OpenAI streaming answers 500).\n\
+         - **Observability variants.** `switchyard-traced` writes its request logs to a file in the run \
+         folder (local disk, page cache) and sends its spans to a sink on the load core; a log pipe or a \
+         remote collector costs the gateway about the same system calls. It keeps every trace \
+         (`sample_ratio: 1.0`), the worst case: a sampled production setup exports fewer spans.\n\
          - **Small bodies.** Mock answers are ~1 KB; large prompts and answers shift cost toward JSON \
          handling.\n\
          - **Background.** The machine may be shared; other processes' CPU is measured per cell (processes \
@@ -1115,6 +1344,182 @@ mod tests {
                 .contains("not evaluated: the held-streams cell ran with 50")
         );
         assert!(row(&meta(None), None).contains("not evaluated: held-streams cell not run (--no-held)"));
+    }
+
+    /// A measured Switchyard run for "Cost of observability": c=1 latencies, c=64 throughput and
+    /// CPU (`cpu_us` per request), streaming TTFB at c=1, memory, and what it wrote.
+    fn telemetry_run(name: &'static str, c1: (u64, u64), rps: f64, cpu_us: u64, ttfb: u64) -> TargetResult {
+        use crate::bench::load::StreamLoad;
+        use crate::bench::procs::GroupMem;
+        let mem = |mib: u64| GroupMem { rss_kb: mib * 1024, pss_kb: 0, processes: 1, fds: None };
+        let requests = (rps * 10.0) as u64;
+        let c64 = JsonCell {
+            conc: 64,
+            load: JsonLoad { requests, rps, latency: Latency::default(), ..JsonLoad::default() },
+            sys: CellSys {
+                gw_cpu_s: Some((requests * cpu_us) as f64 / 1e6),
+                core_busy: vec![0.4, 1.0],
+                peak: Some(mem(20)),
+                ..CellSys::default()
+            },
+            upstream: Some(requests),
+        };
+        let stream = StreamCell {
+            conc: 1,
+            load: StreamLoad {
+                ok: 100,
+                ttfb: Latency { p50: ttfb, ..Latency::default() },
+                ..StreamLoad::default()
+            },
+            sys: CellSys::default(),
+            upstream: Some(100),
+        };
+        TargetResult {
+            json: vec![cell(1, c1.0, c1.1), c64],
+            stream: vec![stream],
+            idle: Some(mem(12)),
+            served: Some(100_000),
+            log_bytes: Some(2_000),
+            ..TargetResult::new(name, String::new(), String::new(), Status::Measured)
+        }
+    }
+
+    fn telemetry_meta() -> Meta {
+        Meta { conc: vec![1, 64], stream_conc: vec![1], ..meta(None) }
+    }
+
+    fn telemetry_runs(traced_c1: (u64, u64), exports: u64) -> Vec<TargetResult> {
+        use crate::bench::OtlpReceived;
+        let mut traced = telemetry_run("switchyard-traced", traced_c1, 30_000.0, 33, 330);
+        traced.log_bytes = Some(31_000_000);
+        traced.otlp = Some(OtlpReceived { exports, bytes: 52_428_800, sink_cpu_s: 1.5 });
+        vec![
+            measured("direct", 14, None),
+            measured("nginx", 120, None),
+            telemetry_run("switchyard", (242, 410), 40_000.0, 25, 300),
+            telemetry_run("switchyard-bare", (238, 400), 41_000.0, 24, 290),
+            traced,
+            measured("litellm", 9_000, None),
+        ]
+    }
+
+    fn section(md: &str) -> &str {
+        let start = md.find("## Cost of observability\n").expect("the section");
+        let end = md[start + 3..].find("\n## ").map_or(md.len(), |i| start + 3 + i);
+        &md[start..end]
+    }
+
+    #[test]
+    fn observability_section_compares_the_variants_and_holds_traced_minus_bare_to_the_budget() {
+        let md = markdown(&telemetry_meta(), &telemetry_runs((262, 520), 120));
+        let s = section(&md);
+        assert!(s.contains("**The observability cost must itself fit in the budget:**"), "{s}");
+        assert!(
+            s.contains(
+                "| switchyard-bare | none | 238 / 400 | 41,000 | 24 | 290 | 12 → 20 | logs 0 B |\n\
+                 | switchyard | metrics; request logs filtered out (RUST_LOG=warn) | 242 / 410 | 40,000 | 25 | 300 | \
+                 12 → 20 | logs 0 B |\n\
+                 | switchyard-traced | metrics; request logs at info, to a file; every trace exported (OTLP/HTTP) | \
+                 262 / 520 | 30,000 | 33 | 330 | 12 → 20 | logs 310 B, spans 524 B (120 exports) |\n"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("| non-streaming c=1: added p50 ≤ 50 µs | +24 µs (traced 262 − bare 238) | ✅ met |"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "| non-streaming c=1: added p99 ≤ 150 µs | +120 µs (traced 520 − bare 400) | ✅ met |"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains("| streaming c=1: time to first byte added ≤ 100 µs (p50) | +40 µs (traced 330 − bare 290) | ✅ met |"),
+            "{s}"
+        );
+        assert!(
+            s.contains("| as shipped (switchyard − bare), non-streaming c=1 p50 / p99 | +4 / +10 µs;"),
+            "{s}"
+        );
+        assert!(
+            s.contains("120 exports, 50 MiB (524 bytes per completion over 100,000 completions); the sink used 1.50 s"),
+            "{s}"
+        );
+        // A miss is a miss.
+        let md = markdown(&telemetry_meta(), &telemetry_runs((300, 600), 120));
+        let s = section(&md);
+        assert!(
+            s.contains(
+                "| non-streaming c=1: added p50 ≤ 50 µs | +62 µs (traced 300 − bare 238) | ❌ missed |"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "| non-streaming c=1: added p99 ≤ 150 µs | +200 µs (traced 600 − bare 400) | ❌ missed |"
+            ),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn observability_is_not_proven_when_no_span_was_exported() {
+        let md = markdown(&telemetry_meta(), &telemetry_runs((262, 520), 0));
+        let s = section(&md);
+        assert!(s.contains("⚠ **No span reached the sink**"), "{s}");
+        assert!(s.contains("| +24 µs (traced 262 − bare 238) | ⚠ not proven: no span was exported |"), "{s}");
+        // Without the spans' cost, over the budget is still over it.
+        let md = markdown(&telemetry_meta(), &telemetry_runs((300, 520), 0));
+        assert!(section(&md).contains("| +62 µs (traced 300 − bare 238) | ❌ missed |"));
+    }
+
+    #[test]
+    fn observability_section_flags_load_bound_and_noisy_cells() {
+        let mut runs = telemetry_runs((262, 520), 120);
+        runs[4].json[1].sys.core_busy = vec![1.0, 0.7];
+        runs[4].json[0].sys.foreign_cores = 0.3;
+        let md = markdown(&telemetry_meta(), &runs);
+        let s = section(&md);
+        assert!(s.contains("| 262 / 520 ⚠ bg 0.30 cores | 30,000 (load-bound) | 33 |"), "{s}");
+        assert!(s.contains("| +24 µs (traced 262 − bare 238); ⚠ bg 0.30 cores | ✅ met |"), "{s}");
+        assert!(md.contains("| switchyard-traced | json c=64 | 1.00 | 0.70 | 0.00 | load-bound |"), "{md}");
+    }
+
+    #[test]
+    fn observability_section_needs_both_ends_and_only_appears_with_a_variant() {
+        let mut runs = telemetry_runs((262, 520), 120);
+        runs[3].status = Status::Failed("no 200 within 30 s".to_owned());
+        let md = markdown(&telemetry_meta(), &runs);
+        let s = section(&md);
+        assert!(s.contains("| switchyard-bare | none | failed: no 200 within 30 s |"), "{s}");
+        assert!(
+            s.contains("| non-streaming c=1: added p50 ≤ 50 µs, p99 ≤ 150 µs | not evaluated: switchyard-bare not measured in this run | – |"),
+            "{s}"
+        );
+        assert!(!s.contains("as shipped (switchyard − bare)"), "{s}");
+        let only_traced: Vec<TargetResult> =
+            telemetry_runs((262, 520), 120).into_iter().filter(|r| r.name != "switchyard-bare").collect();
+        let s = markdown(&telemetry_meta(), &only_traced);
+        assert!(section(&s).contains("| switchyard-bare | none | not in this run |"));
+        let no_variant: Vec<TargetResult> = telemetry_runs((262, 520), 120)
+            .into_iter()
+            .filter(|r| !r.name.starts_with("switchyard-"))
+            .collect();
+        assert!(!markdown(&telemetry_meta(), &no_variant).contains("## Cost of observability"));
+    }
+
+    #[test]
+    fn telemetry_variants_stay_out_of_the_peers_table_and_the_budget_table() {
+        let runs = telemetry_runs((262, 520), 120);
+        let mut md = String::new();
+        relative(&mut md, &telemetry_meta(), &runs);
+        assert!(md.contains("| litellm |"), "{md}");
+        assert!(!md.contains("switchyard-"), "{md}");
+        let mut md = String::new();
+        design_targets(&mut md, &telemetry_meta(), &runs);
+        assert!(md.contains("(switchyard 242 − nginx 120)"), "{md}");
+        assert!(!md.contains("switchyard-") && !md.contains("traced"), "{md}");
     }
 
     #[test]
