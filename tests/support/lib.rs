@@ -1,5 +1,7 @@
 //! Support for the end-to-end tests: start a gateway from YAML on a free loopback port, and
-//! talk to it with a real HTTP client.
+//! talk to it with a real HTTP client; [`otlp`] receives the traces it exports.
+
+pub mod otlp;
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
