@@ -9,6 +9,9 @@
 //! they are disabled at their call site and cost a branch. Their fields follow
 //! `tracing-opentelemetry`'s conventions: `otel.name` is the span's name, `otel.kind` its kind,
 //! `otel.status_code` (`ERROR`) its status; every other field is an attribute of the same name.
+//! Record integers as `i64`: `tracing-opentelemetry` exports `u64` and `usize` values as
+//! strings, which the GenAI conventions' integer attributes (`gen_ai.usage.*`,
+//! `http.response.status_code`) must not be.
 //!
 //! A routed request is one trace branch of this shape:
 //!
