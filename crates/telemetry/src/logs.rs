@@ -5,7 +5,9 @@
 //!   at a terminal, and never with `NO_COLOR` set) or one JSON object per line. `log`
 //!   records of dependencies are included.
 //! - Traces: with a [`TraceConfig`], the OpenTelemetry layer of [`crate::trace`] takes the
-//!   spans of target [`SPAN_TARGET`], whatever `RUST_LOG` says.
+//!   spans of target [`SPAN_TARGET`], whatever `RUST_LOG` says. The OpenTelemetry SDK's own
+//!   warnings (a collector that cannot be reached, spans dropped from a full queue) are log
+//!   events like any other.
 //!
 //! The two never mix: trace spans are not log lines, and are not printed as the context of
 //! log lines either; logs are not span events. Without traces no layer wants the trace spans,
