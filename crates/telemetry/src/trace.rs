@@ -65,7 +65,7 @@
 //! # Ok(()) }
 //! ```
 
-mod propagate;
+pub mod propagate;
 
 use std::{
     collections::HashMap,
