@@ -23,7 +23,7 @@ use switchyard_router::{
 use switchyard_telemetry::trace::PropagateLayer;
 use tower::{Layer, util::BoxCloneSyncService};
 
-use crate::config::{Config, DeploymentConfig, MOCK_PROVIDER};
+use crate::config::{Config, DeploymentConfig, MOCK_PROVIDER, ModelConfig};
 
 /// A deployment that could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -35,9 +35,9 @@ pub struct BuildError {
     reason: String,
 }
 
-/// The provider of an endpoint the gateway built (its label is `provider/model`).
+/// The provider of an endpoint the gateway built (its GenAI-conventions name).
 pub fn provider_of(endpoint: &Endpoint) -> &str {
-    endpoint.label.split('/').next().unwrap_or("switchyard")
+    &endpoint.provider
 }
 
 /// Who serves a model, for `GET /v1/models`.
@@ -58,7 +58,8 @@ pub fn build_table(config: &Config, env: &HashMap<String, String>) -> Result<Rou
             .enumerate()
             .map(|(index, d)| {
                 let key = format!("{name}/{index}");
-                build_endpoint(d, key, traced, &mut clients, env).map_err(|reason| BuildError {
+                let label = label_of(model, index);
+                build_endpoint(d, label, key, traced, &mut clients, env).map_err(|reason| BuildError {
                     model: name.to_owned(),
                     index,
                     provider: d.provider.value.clone(),
@@ -103,8 +104,29 @@ impl Clients {
 
 /// One deployment: its adapter, behind the trace context propagation when `traced`, behind
 /// its time limits.
+/// The provider's name as the OpenTelemetry GenAI conventions spell it (`gen_ai.provider.name`),
+/// for traces and the metrics' `provider` label; a preset without a registered name keeps its own.
+fn genai_provider(preset: &str) -> &str {
+    match preset {
+        "azure" => "azure.ai.openai",
+        "mistral" => "mistral_ai",
+        "xai" => "x_ai",
+        other => other,
+    }
+}
+
+/// `provider/model`; when two deployments of one model share it (same provider and model,
+/// different endpoints or keys), `#index` tells them apart in headers, logs and metrics.
+fn label_of(model: &ModelConfig, index: usize) -> Arc<str> {
+    let plain = |d: &DeploymentConfig| format!("{}/{}", d.provider.value, d.model.value);
+    let label = plain(&model.deployments[index]);
+    let shared = model.deployments.iter().filter(|d| plain(d) == label).count() > 1;
+    if shared { format!("{label}#{index}").into() } else { label.into() }
+}
+
 fn build_endpoint(
     config: &DeploymentConfig,
+    label: Arc<str>,
     key: String,
     traced: bool,
     clients: &mut Clients,
@@ -112,7 +134,6 @@ fn build_endpoint(
 ) -> Result<Endpoint, String> {
     let provider = config.provider.value.as_str();
     let model = config.model.value.as_str();
-    let label: Arc<str> = format!("{provider}/{model}").into();
     let adapter: DeploymentService = if provider == MOCK_PROVIDER {
         BoxCloneSyncService::new(MockProvider::new(Arc::clone(&label)))
     } else {
@@ -139,7 +160,7 @@ fn build_endpoint(
         max_parallel: config.max_parallel,
         price: config.price.map(|p| Price { input: p.input, output: p.output }),
     };
-    let endpoint = Endpoint::new(label, key, service, settings);
+    let endpoint = Endpoint::new(label, key, service, settings).with_provider(genai_provider(provider));
     Ok(if model == "*" { endpoint.forwarding_model() } else { endpoint })
 }
 
@@ -233,5 +254,23 @@ mod tests {
         );
         assert_eq!(group.endpoints()[1].settings.weight, 1);
         assert_eq!(owned_by(group), "vllm");
+    }
+
+    #[test]
+    fn two_deployments_of_one_upstream_model_get_distinct_labels() {
+        let t = table(
+            "models:
+  - name: m
+    deployments:
+      - {provider: vllm, model: llama, api_base: 'http://10.0.0.1:8000/v1'}
+      - {provider: vllm, model: llama, api_base: 'http://10.0.0.2:8000/v1'}
+      - {provider: azure, model: gpt, api_base: 'https://r.openai.azure.com', api_version: '2024-10-21', api_key: k}
+",
+        );
+        let (group, _) = t.resolve("m").expect("m exists");
+        let labels: Vec<&str> = group.endpoints().iter().map(|e| &*e.label).collect();
+        assert_eq!(labels, ["vllm/llama#0", "vllm/llama#1", "azure/gpt"]);
+        let providers: Vec<&str> = group.endpoints().iter().map(provider_of).collect();
+        assert_eq!(providers, ["vllm", "vllm", "azure.ai.openai"], "GenAI convention names");
     }
 }

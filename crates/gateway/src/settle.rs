@@ -7,8 +7,9 @@
 //! reports, is the time until the answer (or its first chunk) was ready, less what the
 //! providers took and the waits between attempts.
 //!
-//! None of it is on the client's path: a complete answer is settled after it is encoded, a
-//! stream as it ends.
+//! Settling is cheap and never waits: metrics are atomic counters, the log line goes to a
+//! non-blocking writer, spans are exported in batches off the request path. A complete answer
+//! is settled just before it is encoded, a stream as it ends.
 
 use std::{
     borrow::Cow,
@@ -131,14 +132,15 @@ impl Settle {
         };
         if !self.span.is_disabled() {
             let span = &self.span;
-            span.record("http.response.status_code", outcome.status);
-            span.record("switchyard.attempts", attempts.len());
+            // Integers as i64: tracing-opentelemetry exports unsigned ones as strings.
+            span.record("http.response.status_code", i64::from(outcome.status));
+            span.record("switchyard.attempts", i64::try_from(attempts.len()).unwrap_or(i64::MAX));
             if let Some(served) = served {
                 span.record("switchyard.deployment", &*served.deployment);
             }
             if let Some(usage) = outcome.usage {
-                span.record("gen_ai.usage.input_tokens", usage.input);
-                span.record("gen_ai.usage.output_tokens", usage.output);
+                span.record("gen_ai.usage.input_tokens", i64::try_from(usage.input).unwrap_or(i64::MAX));
+                span.record("gen_ai.usage.output_tokens", i64::try_from(usage.output).unwrap_or(i64::MAX));
             }
             if let Some(class) = outcome.error {
                 span.record("error.type", class.as_str());

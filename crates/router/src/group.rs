@@ -48,7 +48,12 @@ fn attempt_span(request: &LlmRequest, endpoint: &Endpoint) -> tracing::Span {
     let model = if endpoint.forwards_model {
         request.model()
     } else {
-        endpoint.label.split_once('/').map_or(request.model(), |(_, model)| model)
+        let configured = endpoint.label.split_once('/').map_or(request.model(), |(_, model)| model);
+        // A label made unique with `#index` (two deployments of one upstream model).
+        match configured.rsplit_once('#') {
+            Some((model, index)) if !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) => model,
+            _ => configured,
+        }
     };
     tracing::info_span!(
         target: SPAN_TARGET,

@@ -52,6 +52,8 @@ pub enum LogFormat {
 #[must_use = "dropping the guard stops the trace export"]
 pub struct Guard {
     traces: Option<TraceGuard>,
+    /// Flushes the log lines still queued when dropped.
+    _writer: tracing_appender::non_blocking::WorkerGuard,
 }
 
 impl Guard {
@@ -83,12 +85,16 @@ pub enum InitError {
 pub fn init(format: LogFormat, traces: Option<TraceConfig>) -> Result<Guard, InitError> {
     let traces = traces.as_ref().map(TraceGuard::start).transpose()?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
+    // Lines are written by a worker thread, so that a request's log line never waits for the
+    // terminal or the pipe: under a flood the queue (128k lines) drops lines rather than slow
+    // requests down.
+    let (writer, flush) = tracing_appender::non_blocking(std::io::stdout());
     tracing_subscriber::registry()
-        .with(log_layer(format, ansi, std::io::stdout))
+        .with(log_layer(format, ansi, writer))
         .with(otel_layer(traces.as_ref().map(TraceGuard::tracer)))
         .try_init()
         .map_err(|_| InitError::AlreadyInstalled)?;
-    Ok(Guard { traces })
+    Ok(Guard { traces, _writer: flush })
 }
 
 /// The log output: `RUST_LOG`'s events and spans, never the trace spans.
