@@ -267,15 +267,24 @@ static TRACES: OnceLock<Traces> = OnceLock::new();
 /// # Panics
 /// When they cannot start.
 pub fn traces(protocol: TraceProtocol) -> &'static Traces {
+    traces_with(protocol, false)
+}
+
+/// [`traces`], with prompts and completions on spans when `capture_content` (the first call
+/// in a test binary decides).
+///
+/// # Panics
+/// When they cannot start.
+pub fn traces_with(protocol: TraceProtocol, capture_content: bool) -> &'static Traces {
     // On a thread of its own: the caller is usually a test's runtime, which cannot block on
     // another.
-    TRACES.get_or_init(|| match std::thread::spawn(move || start(protocol)).join() {
+    TRACES.get_or_init(|| match std::thread::spawn(move || start(protocol, capture_content)).join() {
         Ok(traces) => traces,
         Err(_) => panic!("traces did not start"),
     })
 }
 
-fn start(protocol: TraceProtocol) -> Traces {
+fn start(protocol: TraceProtocol, capture_content: bool) -> Traces {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => panic!("collector runtime: {err}"),
@@ -284,6 +293,7 @@ fn start(protocol: TraceProtocol) -> Traces {
     let mut config = TraceConfig::new(collector.url());
     config.protocol = protocol;
     config.service_name = "switchyard-e2e".to_owned();
+    config.capture_content = capture_content;
     let guard = match runtime.block_on(async { logs::init(LogFormat::Text, Some(config)) }) {
         Ok(guard) => guard,
         Err(err) => panic!("traces did not start: {err}"),

@@ -175,18 +175,28 @@ impl Settle {
         Some((usage.input as f64 * price.input + usage.output as f64 * price.output) / 1e6)
     }
 
-    /// Records the answering model on the span, when traces are kept.
-    fn note_response_model(&self, raw: &[u8]) {
+    /// Records the answering model on the span, when traces are kept, and for a complete
+    /// answer its choices when content capture is on.
+    fn note_response(&self, raw: &[u8], complete: bool) {
         if self.span.is_disabled() {
             return;
         }
         #[derive(serde::Deserialize)]
-        struct ModelOnly<'a> {
+        struct Answer<'a> {
             #[serde(borrow, default)]
             model: Option<Cow<'a, str>>,
+            #[serde(borrow, default)]
+            choices: Option<&'a serde_json::value::RawValue>,
         }
-        if let Ok(ModelOnly { model: Some(model) }) = serde_json::from_slice::<ModelOnly<'_>>(raw) {
+        let Ok(answer) = serde_json::from_slice::<Answer<'_>>(raw) else { return };
+        if let Some(model) = answer.model {
             self.span.record("gen_ai.response.model", &*model);
+        }
+        if complete
+            && switchyard_telemetry::trace::capture_content()
+            && let Some(choices) = answer.choices
+        {
+            self.span.record("gen_ai.output.messages", choices.get());
         }
     }
 }
@@ -206,7 +216,7 @@ pub(crate) fn usage(reported: &openai::Usage) -> Usage {
 
 /// Settles a complete JSON answer: its usage and the model that answered.
 pub(crate) fn finish_json<T>(settle: Settle, body: &Json<T>, answered: Instant) {
-    settle.note_response_model(body.raw());
+    settle.note_response(body.raw(), true);
     let usage = body.usage().map(usage);
     settle.finish(Outcome { status: 200, error: None, usage, answered });
 }
@@ -276,7 +286,7 @@ impl Stream for Watched {
                 if !self.model_seen {
                     self.model_seen = true;
                     if let Some(settle) = &self.settle {
-                        settle.note_response_model(chunk.raw());
+                        settle.note_response(chunk.raw(), false);
                     }
                 }
             }

@@ -26,11 +26,7 @@
 //! ```
 
 use tracing_subscriber::{
-    EnvFilter, Layer,
-    filter::{FilterExt as _, filter_fn},
-    layer::SubscriberExt as _,
-    registry::LookupSpan,
-    util::SubscriberInitExt as _,
+    EnvFilter, Layer, layer::SubscriberExt as _, registry::LookupSpan, util::SubscriberInitExt as _,
 };
 
 use crate::trace::{SPAN_TARGET, TraceConfig, TraceError, TraceGuard, otel_layer};
@@ -104,13 +100,19 @@ where
     W: for<'writer> tracing_subscriber::fmt::MakeWriter<'writer> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let not_traces = filter_fn(|metadata| metadata.target() != SPAN_TARGET);
+    // Trace spans are never log lines. Said as a directive (the most specific one, so that no
+    // RUST_LOG can turn them on here), the filter stays static: each callsite is decided once,
+    // where a filter function would be asked again on every span and event.
+    let filter = match format!("{SPAN_TARGET}=off").parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
     let layer = tracing_subscriber::fmt::layer().with_target(false).with_ansi(ansi).with_writer(writer);
     let layer = match format {
         LogFormat::Text => layer.boxed(),
         LogFormat::Json => layer.json().flatten_event(true).boxed(),
     };
-    layer.with_filter(filter.and(not_traces))
+    layer.with_filter(filter)
 }
 
 #[cfg(test)]

@@ -91,7 +91,7 @@ use opentelemetry_sdk::{
     trace::{Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter},
 };
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{Layer, filter::filter_fn, registry::LookupSpan};
+use tracing_subscriber::{Layer, registry::LookupSpan};
 
 pub use propagate::{Propagate, PropagateLayer};
 pub use switchyard_router::SPAN_TARGET;
@@ -275,7 +275,15 @@ where
             .with_target(false)
             .with_tracked_inactivity(false)
     });
-    layer.with_filter(filter_fn(move |metadata| on && metadata.target() == SPAN_TARGET))
+    // A static filter (decided once per callsite, where a filter function would be asked
+    // again each time any span or event of the process fires): only the trace spans, and
+    // nothing at all with traces off.
+    let targets = if on {
+        tracing_subscriber::filter::Targets::new().with_target(SPAN_TARGET, tracing::Level::TRACE)
+    } else {
+        tracing_subscriber::filter::Targets::new()
+    };
+    layer.with_filter(targets)
 }
 
 /// The OTLP exporter for `config`.

@@ -75,8 +75,9 @@ async fn serve<T: DeserializeOwned>(
     let timeouts = request_timeouts(&parts.headers);
     let (mut request, timeouts) = match (prepared, timeouts) {
         (Ok((operation, fallbacks)), Ok(timeouts)) => {
+            // The stack starts with empty extensions, not the HTTP request's: retries clone
+            // them for every attempt, and nothing below reads the HTTP ones.
             let mut request = LlmRequest::new(operation);
-            request.extensions = parts.extensions;
             if let Some(fallbacks) = fallbacks {
                 request.extensions.insert(fallbacks);
             }
@@ -105,7 +106,17 @@ async fn serve<T: DeserializeOwned>(
         error.type = tracing::field::Empty,
         switchyard.deployment = tracing::field::Empty,
         switchyard.attempts = tracing::field::Empty,
+        gen_ai.input.messages = tracing::field::Empty,
+        gen_ai.output.messages = tracing::field::Empty,
     );
+    // Prompts may hold personal data: on spans only when the operator asked for it.
+    if switchyard_telemetry::trace::capture_content()
+        && !span.is_disabled()
+        && let Operation::Chat(chat) = &request.op
+        && let Ok(messages) = serde_json::to_string(&chat.messages)
+    {
+        span.record("gen_ai.input.messages", messages);
+    }
     switchyard_telemetry::trace::set_parent(&span, &parts.headers);
     let settle = Settle::new(
         &state.telemetry,
