@@ -55,13 +55,14 @@ pub struct ClientFallbacks(pub Vec<String>);
 /// Tries fallback models; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct FallbackLayer {
-    table: Arc<HashMap<String, Fallbacks>>,
+    table: Arc<HashMap<String, Arc<Fallbacks>>>,
 }
 
 impl FallbackLayer {
     /// Fallbacks per model name.
     pub fn new(table: HashMap<String, Fallbacks>) -> Self {
-        Self { table: Arc::new(table) }
+        // Shared per model, so that a request takes a reference count, not a copy of the lists.
+        Self { table: Arc::new(table.into_iter().map(|(model, lists)| (model, Arc::new(lists))).collect()) }
     }
 }
 
@@ -77,7 +78,7 @@ impl<S> tower::Layer<S> for FallbackLayer {
 #[derive(Debug, Clone)]
 pub struct Fallback<S> {
     inner: S,
-    table: Arc<HashMap<String, Fallbacks>>,
+    table: Arc<HashMap<String, Arc<Fallbacks>>>,
 }
 
 impl<S> Fallback<S> {

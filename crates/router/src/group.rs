@@ -312,8 +312,9 @@ impl ModelGroup {
         let available = |i: usize| self.endpoints[i].state.health().is_available(now);
         while !open.is_empty() {
             let fresh: Vec<usize> = open.iter().copied().filter(|&i| available(i) && !tried(i)).collect();
+            let elsewhere = fresh.len() > 1;
             let tier = if !fresh.is_empty() {
-                fresh.clone()
+                fresh
             } else {
                 let retried: Vec<usize> = open.iter().copied().filter(|&i| available(i)).collect();
                 if !retried.is_empty() {
@@ -330,7 +331,7 @@ impl ModelGroup {
             };
             let chosen = self.settings.policy.choose(&self.endpoints, &tier, &self.turn, &mut rng, now);
             if let Some(probe) = self.reserve(chosen, minute, now) {
-                return Ok((chosen, fresh.len() > 1, probe));
+                return Ok((chosen, elsewhere, probe));
             }
             open.retain(|&i| i != chosen);
         }
