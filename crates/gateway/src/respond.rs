@@ -30,6 +30,9 @@ pub fn status_and_type(class: ErrorClass) -> (StatusCode, &'static str, &'static
         UpstreamServer => (StatusCode::BAD_GATEWAY, "api_error", "upstream_error"),
         Unreachable => (StatusCode::BAD_GATEWAY, "api_error", "upstream_unreachable"),
         Timeout => (StatusCode::GATEWAY_TIMEOUT, "api_error", "timeout"),
+        LimitExceeded => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "rate_limit_exceeded"),
+        // OpenAI's own answer when an account's quota is spent.
+        BudgetExceeded => (StatusCode::TOO_MANY_REQUESTS, "insufficient_quota", "budget_exceeded"),
         _ => (StatusCode::INTERNAL_SERVER_ERROR, "api_error", "internal_error"),
     }
 }

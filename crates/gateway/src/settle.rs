@@ -212,6 +212,7 @@ pub(crate) fn usage(reported: &openai::Usage) -> Usage {
         output: reported.completion_tokens,
         cached_input: detail("prompt_tokens_details", "cached_tokens"),
         reasoning: detail("completion_tokens_details", "reasoning_tokens"),
+        cache_creation: 0,
     }
 }
 

@@ -4,19 +4,7 @@ use std::{sync::Arc, time::Duration};
 
 use switchyard_router::attempts::Attempt;
 use switchyard_types::llm::ErrorClass;
-
-/// Tokens of one request, by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// Prompt tokens, cached ones included.
-    pub input: u64,
-    /// Completion tokens, reasoning ones included.
-    pub output: u64,
-    /// Prompt tokens served from the provider's prompt cache.
-    pub cached_input: u64,
-    /// Completion tokens spent on reasoning.
-    pub reasoning: u64,
-}
+pub use switchyard_types::llm::Usage;
 
 /// One finished request, as the gateway saw it.
 #[derive(Debug, Clone)]

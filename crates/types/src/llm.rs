@@ -126,6 +126,26 @@ impl Operation {
     }
 }
 
+/// Tokens of one request, by kind, normalised across providers for accounting and metrics.
+///
+/// `input` counts every prompt token, cached and cache-writing ones included; `output` counts
+/// every completion token, reasoning ones included. The other fields say how many of those
+/// were of a kind that is priced differently.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Usage {
+    /// Prompt tokens, cached and cache-creation ones included.
+    pub input: u64,
+    /// Completion tokens, reasoning ones included.
+    pub output: u64,
+    /// Prompt tokens read from the provider's prompt cache.
+    pub cached_input: u64,
+    /// Prompt tokens written to the provider's prompt cache.
+    pub cache_creation: u64,
+    /// Completion tokens spent on reasoning.
+    pub reasoning: u64,
+}
+
 /// Headers a layer asks the provider adapter to send upstream with this request, in
 /// [`LlmRequest::extensions`]; the adapter adds them to the provider request, replacing any
 /// configured header of the same name.
@@ -265,6 +285,11 @@ pub enum ErrorClass {
     Timeout,
     /// A fault of the gateway itself (500).
     Internal,
+    /// The client's own rate limit (its key's, team's, user's or the model's) is reached (429).
+    LimitExceeded,
+    /// The client's budget (its key's, team's or user's) is spent (429, not worth retrying
+    /// before the budget's period starts again).
+    BudgetExceeded,
 }
 
 impl ErrorClass {
@@ -285,6 +310,8 @@ impl ErrorClass {
             Self::Unreachable => "upstream_unreachable",
             Self::Timeout => "timeout",
             Self::Internal => "internal",
+            Self::LimitExceeded => "limit_exceeded",
+            Self::BudgetExceeded => "budget_exceeded",
         }
     }
 

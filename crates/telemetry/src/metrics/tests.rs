@@ -16,7 +16,7 @@ fn record(attempts: Vec<Attempt>, status: u16, error: Option<ErrorClass>) -> Req
         status,
         error,
         attempts,
-        usage: Some(Usage { input: 10, output: 5, cached_input: 4, reasoning: 0 }),
+        usage: Some(Usage { input: 10, output: 5, cached_input: 4, reasoning: 0, ..Usage::default() }),
         cost_usd: Some(0.002),
         duration: Duration::from_millis(120),
         time_to_first_token: None,
