@@ -3,6 +3,7 @@
 //! - [`model`]: the vocabulary: virtual keys, teams, users, their limits and budget periods,
 //!   the identity a request carries, and the spend record a finished request leaves.
 //! - [`prices`]: the built-in price catalog and what a request's usage cost.
+//! - [`tokens`]: token counts with OpenAI's `o200k_base` encoding, and cheap estimates.
 //!
 //! What this crate does not do: it serves no HTTP (the gateway serves the admin API and maps
 //! refusals to responses) and reads no configuration file; it is handed URLs and plain
@@ -10,4 +11,4 @@
 
 pub mod model;
 pub mod prices;
-
+pub mod tokens;
