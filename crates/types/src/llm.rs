@@ -10,7 +10,8 @@ use futures_core::Stream;
 
 use crate::json::Json;
 use crate::openai::{
-    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, EmbeddingsRequest, EmbeddingsResponse,
+    ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, EmbeddingsRequest,
+    EmbeddingsResponse, Extra,
 };
 
 /// A request to a model: what to do, and per-request facts layers attach on the way.
@@ -63,11 +64,70 @@ impl LlmRequest {
             Operation::Chat(chat) => serde_json::to_vec(&**chat)?,
             Operation::Embeddings(embeddings) => serde_json::to_vec(&**embeddings)?,
         };
+        self.with_model(body)
+    }
+
+    /// As [`LlmRequest::to_json`], but a streamed chat also asks for the final usage chunk:
+    /// `stream_options.include_usage` is `true`, whatever the client set, and every other
+    /// `stream_options` field the client sent is kept. A stream is billed from that chunk, so
+    /// even a client's explicit `false` is overridden upstream; the gateway drops the chunk
+    /// before it reaches a client that did not ask for it. Anything else serialises exactly
+    /// as [`LlmRequest::to_json`] does.
+    ///
+    /// The body is still serialised once, through a borrowed view with the same field order,
+    /// so the other fields come out byte for byte as `to_json` writes them.
+    pub fn to_json_with_stream_usage(&self) -> serde_json::Result<Vec<u8>> {
+        match &self.op {
+            Operation::Chat(chat)
+                if chat.is_stream()
+                    && chat.stream_options.as_ref().and_then(|o| o.include_usage) != Some(true) =>
+            {
+                let view = ChatAskingUsage {
+                    model: &chat.model,
+                    messages: &chat.messages,
+                    stream: chat.stream,
+                    stream_options: UsageStreamOptions {
+                        include_usage: true,
+                        extra: chat.stream_options.as_ref().map(|o| &o.extra),
+                    },
+                    user: chat.user.as_deref(),
+                    extra: &chat.extra,
+                };
+                self.with_model(serde_json::to_vec(&view)?)
+            }
+            _ => self.to_json(),
+        }
+    }
+
+    fn with_model(&self, body: Vec<u8>) -> serde_json::Result<Vec<u8>> {
         match &self.model {
             None => Ok(body),
             Some(model) => replace_model(body, self.op.model(), model),
         }
     }
+}
+
+/// A [`ChatCompletionRequest`] as it serialises, with `stream_options.include_usage` set.
+/// The fields are those of `ChatCompletionRequest`, in its order: keep them in step.
+#[derive(serde::Serialize)]
+struct ChatAskingUsage<'a> {
+    model: &'a str,
+    messages: &'a [ChatMessage],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    stream_options: UsageStreamOptions<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(flatten)]
+    extra: &'a Extra,
+}
+
+/// `stream_options` asking for usage, with the client's other options.
+#[derive(serde::Serialize)]
+struct UsageStreamOptions<'a> {
+    include_usage: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<&'a Extra>,
 }
 
 /// Swaps the model in a serialised body. Both bodies serialise `model` first (it is their
@@ -371,6 +431,58 @@ mod tests {
         let out: serde_json::Value =
             serde_json::from_slice(&replace_model(body, "a", "b").expect("rewritten")).expect("valid");
         assert_eq!(out, json!({"input": "x", "model": "b"}));
+    }
+
+    #[test]
+    fn a_stream_asks_for_usage_and_keeps_every_other_byte() {
+        let body = json!({"model": "alias", "messages": [{"role": "user", "content": "hi", "name": "n"}],
+                          "stream": true, "user": "u", "seed": 7, "tools": [{"type": "function"}]});
+        let mut request = chat(body);
+        request.set_model("upstream");
+        let plain = String::from_utf8(request.to_json().expect("json")).expect("utf-8");
+        let asking = String::from_utf8(request.to_json_with_stream_usage().expect("json")).expect("utf-8");
+        let expected =
+            plain.replace(r#""stream":true,"#, r#""stream":true,"stream_options":{"include_usage":true},"#);
+        assert_ne!(plain, expected);
+        assert_eq!(asking, expected);
+        assert!(asking.starts_with(r#"{"model":"upstream","#), "the model splice still applies: {asking}");
+    }
+
+    #[test]
+    fn the_clients_other_stream_options_are_kept_and_its_false_overridden() {
+        let request = chat(json!({"model": "m", "messages": [], "stream": true,
+                                  "stream_options": {"include_usage": false, "include_obfuscation": false}}));
+        let sent: serde_json::Value =
+            serde_json::from_slice(&request.to_json_with_stream_usage().expect("json")).expect("valid");
+        assert_eq!(sent["stream_options"], json!({"include_usage": true, "include_obfuscation": false}));
+
+        let only_other = chat(json!({"model": "m", "messages": [], "stream": true,
+                                     "stream_options": {"include_obfuscation": false}}));
+        let sent: serde_json::Value =
+            serde_json::from_slice(&only_other.to_json_with_stream_usage().expect("json")).expect("valid");
+        assert_eq!(sent["stream_options"], json!({"include_usage": true, "include_obfuscation": false}));
+    }
+
+    #[test]
+    fn anything_else_serialises_as_to_json_does() {
+        for body in [
+            json!({"model": "m", "messages": [], "stream": true, "stream_options": {"include_usage": true, "x": 1}}),
+            json!({"model": "m", "messages": []}),
+            json!({"model": "m", "messages": [], "stream": false}),
+            json!({"model": "m", "messages": [], "stream": false, "stream_options": {"include_usage": false}}),
+        ] {
+            let request = chat(body);
+            assert_eq!(request.to_json_with_stream_usage().expect("json"), request.to_json().expect("json"));
+        }
+        let embeddings = LlmRequest::new(Operation::embeddings(EmbeddingsRequest {
+            model: "e".into(),
+            input: json!("hi"),
+            extra: Default::default(),
+        }));
+        assert_eq!(
+            embeddings.to_json_with_stream_usage().expect("json"),
+            embeddings.to_json().expect("json")
+        );
     }
 
     #[test]
