@@ -4,6 +4,11 @@
 //! a chat completion end to end (streamed or not) through the whole stack. Every answer says
 //! plainly that it comes from the mock. It is not a test double for provider behaviour: for
 //! delays and faults use `switchyard-testkit`.
+//!
+//! A stream always ends with a usage chunk (empty `choices`, the whole request's `usage`), as
+//! an OpenAI-dialect provider does when asked with `stream_options.include_usage`, because
+//! the gateway bills a stream from it. The gateway drops that chunk before a client that did
+//! not ask for it.
 
 use std::{
     sync::Arc,
@@ -149,7 +154,6 @@ fn complete(chat: &ChatCompletionRequest, model: &str) -> ChatCompletion {
 
 fn stream_chunks(chat: &ChatCompletionRequest, model: &str) -> Vec<ChatCompletionChunk> {
     let text = reply_text(chat);
-    let include_usage = chat.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
     let id = format!("chatcmpl-mock-{}", now());
     let chunk = |choices: Vec<Value>, usage_value: Option<Usage>| ChatCompletionChunk {
         id: id.clone(),
@@ -169,9 +173,8 @@ fn stream_chunks(chat: &ChatCompletionRequest, model: &str) -> Vec<ChatCompletio
             .push(chunk(vec![json!({"index": 0, "delta": {"content": word}, "finish_reason": null})], None));
     }
     chunks.push(chunk(vec![json!({"index": 0, "delta": {}, "finish_reason": "stop"})], None));
-    if include_usage {
-        chunks.push(chunk(vec![], Some(usage(prompt_tokens(chat), estimate_tokens(&text)))));
-    }
+    // Always, whatever the client asked: the stream is billed from it (see the module doc).
+    chunks.push(chunk(vec![], Some(usage(prompt_tokens(chat), estimate_tokens(&text)))));
     chunks
 }
 
@@ -198,6 +201,29 @@ mod tests {
         let body = json!({"model": "mock", "messages": [{"role": "user", "content": "hello"}],
                           "stream": stream, "stream_options": {"include_usage": true}});
         LlmRequest::new(Operation::chat(serde_json::from_value(body).expect("valid request")))
+    }
+
+    async fn stream_of(body: Value) -> Vec<ChatCompletionChunk> {
+        let request = LlmRequest::new(Operation::chat(serde_json::from_value(body).expect("valid request")));
+        let response = MockProvider::default().oneshot(request).await.expect("mock answers");
+        let ResponseBody::ChatStream(stream) = response.body else { panic!("expected a stream") };
+        stream.map(|c| c.expect("chunk").parse().expect("a valid chunk")).collect().await
+    }
+
+    #[tokio::test]
+    async fn a_stream_reports_its_usage_even_unasked() {
+        for body in [
+            json!({"model": "mock", "messages": [{"role": "user", "content": "hello"}], "stream": true}),
+            json!({"model": "mock", "messages": [{"role": "user", "content": "hello"}], "stream": true,
+                   "stream_options": {"include_usage": false}}),
+        ] {
+            let chunks = stream_of(body).await;
+            let last = chunks.last().expect("chunks");
+            let usage = last.usage.as_ref().expect("the last chunk carries the usage");
+            assert!(last.choices.is_empty());
+            assert!(usage.prompt_tokens > 0 && usage.completion_tokens > 0);
+            assert_eq!(chunks.iter().filter(|c| c.usage.is_some()).count(), 1, "only the last one");
+        }
     }
 
     #[tokio::test]

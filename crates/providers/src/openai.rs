@@ -5,6 +5,14 @@
 //! deployment's model and sent; the answer is parsed once (to learn its usage) and handed up.
 //! Streams are decoded event by event as bytes arrive and yielded one chunk at a time.
 //!
+//! A stream reports its usage only when asked (`stream_options.include_usage`), and a stream
+//! without usage cannot be billed. An adapter built [`OpenAiCompatible::asking_stream_usage`]
+//! (for providers that accept the option: [`Preset::accepts_stream_options`]) therefore asks
+//! for it on every streamed chat, and passes the usage chunk up like any other chunk: the
+//! gateway, not the adapter, drops it before a client that did not ask for it.
+//!
+//! [`Preset::accepts_stream_options`]: crate::presets::Preset::accepts_stream_options
+//!
 //! Failure behaviour: transport failures and non-2xx answers become an [`LlmError`] with the
 //! class the router acts on; the provider's own message is kept (with any API key redacted).
 //! A request that dies on a stale pooled connection is resent once on a fresh one.
@@ -75,13 +83,15 @@ pub struct OpenAiCompatible {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Inner {
     client: reqwest::Client,
     settings: OpenAiSettings,
     chat_url: reqwest::Url,
     embeddings_url: reqwest::Url,
     headers: HeaderMap,
+    /// Whether streamed chats ask for the final usage chunk.
+    ask_stream_usage: bool,
 }
 
 /// Why an adapter could not be built from its settings.
@@ -135,7 +145,23 @@ impl OpenAiCompatible {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        Ok(Self { inner: Arc::new(Inner { client, settings, chat_url, embeddings_url, headers }) })
+        let inner = Inner { client, settings, chat_url, embeddings_url, headers, ask_stream_usage: false };
+        Ok(Self { inner: Arc::new(inner) })
+    }
+
+    /// Whether a streamed chat asks the provider for its usage: when `ask` is true, the body
+    /// goes with `stream_options.include_usage: true` (the client's other `stream_options`
+    /// kept, an explicit `false` overridden, since billing needs the usage), as
+    /// [`LlmRequest::to_json_with_stream_usage`] writes it. Off by default, because a strict
+    /// server refuses a field it does not know: turn it on for the presets that accept it
+    /// ([`Preset::accepts_stream_options`]).
+    ///
+    /// [`Preset::accepts_stream_options`]: crate::presets::Preset::accepts_stream_options
+    pub fn asking_stream_usage(mut self, ask: bool) -> Self {
+        // Copies the settings only when the adapter was cloned already; set at build time it
+        // changes the only copy.
+        Arc::make_mut(&mut self.inner).ask_stream_usage = ask;
+        self
     }
 
     /// The deployment's label.
@@ -173,7 +199,9 @@ impl Inner {
             Operation::Chat(_) => &self.chat_url,
             Operation::Embeddings(_) => &self.embeddings_url,
         };
-        let body = Bytes::from(request.to_json().map_err(|e| {
+        let body =
+            if self.ask_stream_usage { request.to_json_with_stream_usage() } else { request.to_json() };
+        let body = Bytes::from(body.map_err(|e| {
             LlmError::new(ErrorClass::Internal, format!("could not serialise the request: {e}"))
         })?);
 
@@ -523,6 +551,124 @@ mod tests {
         assert_eq!(sent.get_all("traceparent").iter().collect::<Vec<_>>(), [traceparent]);
         assert_eq!(sent["x-team"], "search");
         assert_eq!(sent[header::AUTHORIZATION], "Bearer sk-test");
+    }
+
+    mod stream_usage {
+        use futures_util::StreamExt;
+        use serde_json::{Value, json};
+        use switchyard_testkit::{MockConfig, MockServer};
+        use tower::ServiceExt;
+
+        use super::*;
+
+        fn adapter(mock: &MockServer, ask: bool) -> OpenAiCompatible {
+            let client = crate::client::build_client(&crate::client::ClientSettings::default()).unwrap();
+            let settings = OpenAiSettings {
+                label: "openai/gpt-test".into(),
+                api_base: mock.url(),
+                api_key: Some("sk-test".into()),
+                auth: AuthStyle::Bearer,
+                url_style: UrlStyle::OpenAi,
+                api_version: None,
+                model: Some("gpt-upstream".into()),
+                headers: HeaderMap::new(),
+            };
+            OpenAiCompatible::new(client, settings).unwrap().asking_stream_usage(ask)
+        }
+
+        /// Sends `body` and returns what the provider received and the chunks (or the
+        /// complete answer's usage) that came back.
+        async fn send(adapter: OpenAiCompatible, mock: &MockServer, body: Value) -> (Value, Vec<Value>) {
+            let request = LlmRequest::new(Operation::chat(serde_json::from_value(body).unwrap()));
+            let response = adapter.oneshot(request).await.unwrap();
+            let answers = match response.body {
+                ResponseBody::ChatStream(stream) => {
+                    stream.map(|c| serde_json::from_slice(c.unwrap().raw()).unwrap()).collect().await
+                }
+                ResponseBody::Chat(completion) => vec![serde_json::from_slice(completion.raw()).unwrap()],
+                ResponseBody::Embeddings(_) => unreachable!("a chat was sent"),
+            };
+            let sent = mock.requests().pop().expect("the provider received the request").body;
+            (sent, answers)
+        }
+
+        fn chat(extra: Value) -> Value {
+            let mut body = json!({"model": "alias", "messages": [{"role": "user", "content": "hi", "name": "n"}],
+                                  "seed": 7, "user": "u", "max_tokens": 5, "vendor_field": {"a": [1, 2]}});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            body
+        }
+
+        /// What the provider should receive: the client's body with the deployment's model.
+        fn upstream(mut body: Value) -> Value {
+            body["model"] = json!("gpt-upstream");
+            body
+        }
+
+        #[tokio::test]
+        async fn a_stream_without_include_usage_asks_for_it_and_the_usage_chunk_comes_back() {
+            let mock = MockServer::start(MockConfig::default()).await.unwrap();
+            let body = chat(json!({"stream": true}));
+            let (sent, chunks) = send(adapter(&mock, true), &mock, body.clone()).await;
+
+            let mut expected = upstream(body);
+            expected["stream_options"] = json!({"include_usage": true});
+            assert_eq!(sent, expected, "only stream_options was added");
+            let last = chunks.last().expect("chunks");
+            assert!(last["usage"]["total_tokens"].as_u64().is_some_and(|t| t > 0), "{last}");
+            assert_eq!(last["choices"], json!([]), "the usage-only chunk is passed up, not dropped");
+        }
+
+        #[tokio::test]
+        async fn the_clients_own_stream_options_are_kept_and_its_false_is_overridden() {
+            let mock = MockServer::start(MockConfig::default()).await.unwrap();
+            let body = chat(
+                json!({"stream": true, "stream_options": {"include_usage": false, "include_obfuscation": false}}),
+            );
+            let (sent, _) = send(adapter(&mock, true), &mock, body.clone()).await;
+            let mut expected = upstream(body);
+            expected["stream_options"] = json!({"include_usage": true, "include_obfuscation": false});
+            assert_eq!(sent, expected, "billing needs the usage even when the client said no");
+        }
+
+        #[tokio::test]
+        async fn a_stream_that_asks_already_is_sent_as_is() {
+            let mock = MockServer::start(MockConfig::default()).await.unwrap();
+            let body = chat(json!({"stream": true, "stream_options": {"include_usage": true}}));
+            let (sent, _) = send(adapter(&mock, true), &mock, body.clone()).await;
+            assert_eq!(sent, upstream(body));
+        }
+
+        #[tokio::test]
+        async fn a_complete_answer_is_sent_as_is() {
+            let mock = MockServer::start(MockConfig::default()).await.unwrap();
+            for body in [chat(json!({})), chat(json!({"stream": false}))] {
+                let (sent, answers) = send(adapter(&mock, true), &mock, body.clone()).await;
+                assert_eq!(sent, upstream(body));
+                assert!(answers[0]["usage"].is_object());
+            }
+        }
+
+        #[tokio::test]
+        async fn a_provider_that_does_not_accept_stream_options_is_not_sent_them() {
+            let mock = MockServer::start(MockConfig::default()).await.unwrap();
+            let body = chat(json!({"stream": true}));
+            let (sent, chunks) = send(adapter(&mock, false), &mock, body.clone()).await;
+            assert_eq!(sent, upstream(body));
+            assert!(chunks.iter().all(|c| c.get("usage").is_none_or(Value::is_null)), "none was asked for");
+        }
+
+        #[tokio::test]
+        async fn asking_can_be_set_on_a_clone_without_changing_the_original() {
+            let mock = MockServer::start(MockConfig::default()).await.unwrap();
+            let original = adapter(&mock, false);
+            let asking = original.clone().asking_stream_usage(true);
+            let body = chat(json!({"stream": true}));
+            let (sent, _) = send(asking, &mock, body.clone()).await;
+            assert_eq!(sent["stream_options"], json!({"include_usage": true}));
+            let (sent, _) = send(original, &mock, body).await;
+            assert!(sent.get("stream_options").is_none());
+        }
     }
 
     #[test]

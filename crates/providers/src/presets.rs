@@ -2,6 +2,25 @@
 //! the environment variable that conventionally holds their key.
 //!
 //! A preset saves writing `api_base`; any field of a deployment still overrides it.
+//!
+//! [`Preset::accepts_stream_options`] says whether the provider is known to accept
+//! `stream_options: {"include_usage": true}`, so that the adapter may ask it for the usage of
+//! a stream the client did not ask usage for ([`OpenAiCompatible::asking_stream_usage`]).
+//! It is `true` only where the provider documents the option; elsewhere the request goes
+//! as the client sent it, since a strict server rejects a field it does not know.
+//!
+//! | preset | `stream_options` | basis |
+//! |---|---|---|
+//! | openai | yes | OpenAI's Chat Completions reference |
+//! | azure | yes | Azure OpenAI's data-plane reference (GA since api-version 2024-10-21) |
+//! | groq | yes | Groq's API reference (and its LangChain client's `stream_options`) |
+//! | deepseek | yes | DeepSeek's API reference (`stream_options.include_usage`) |
+//! | vllm | yes | vLLM's OpenAI-compatible server documents `stream_options` |
+//! | ollama | yes | Ollama's OpenAI compatibility page lists `stream_options.include_usage` |
+//! | openrouter | no | deprecated there with no effect: usage is always sent |
+//! | mistral, together, fireworks, xai, perplexity, cerebras, deepinfra, lmstudio | no | not confirmed; several send usage on the last chunk unasked |
+//!
+//! [`OpenAiCompatible::asking_stream_usage`]: crate::openai::OpenAiCompatible::asking_stream_usage
 
 /// How a provider expects the API key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +55,18 @@ pub struct Preset {
     pub auth: AuthStyle,
     /// How URLs are built.
     pub url_style: UrlStyle,
+    /// Whether the provider accepts `stream_options` (`include_usage`) on streamed chats.
+    pub accepts_stream_options: bool,
+}
+
+// === impl Preset ===
+
+impl Preset {
+    /// The same preset, marked as accepting `stream_options`.
+    const fn with_stream_options(mut self) -> Self {
+        self.accepts_stream_options = true;
+        self
+    }
 }
 
 const fn cloud(name: &'static str, api_base: &'static str, key_env: &'static str) -> Preset {
@@ -46,6 +77,7 @@ const fn cloud(name: &'static str, api_base: &'static str, key_env: &'static str
         key_optional: false,
         auth: AuthStyle::Bearer,
         url_style: UrlStyle::OpenAi,
+        accepts_stream_options: false,
     }
 }
 
@@ -57,12 +89,13 @@ const fn local(name: &'static str, api_base: &'static str) -> Preset {
         key_optional: true,
         auth: AuthStyle::Bearer,
         url_style: UrlStyle::OpenAi,
+        accepts_stream_options: false,
     }
 }
 
 /// Every preset, in the order `switchyard check` and the docs list them.
 pub const PRESETS: &[Preset] = &[
-    cloud("openai", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+    cloud("openai", "https://api.openai.com/v1", "OPENAI_API_KEY").with_stream_options(),
     Preset {
         name: "azure",
         api_base: None,
@@ -70,10 +103,11 @@ pub const PRESETS: &[Preset] = &[
         key_optional: false,
         auth: AuthStyle::ApiKeyHeader,
         url_style: UrlStyle::Azure,
+        accepts_stream_options: true,
     },
-    cloud("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    cloud("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY").with_stream_options(),
     cloud("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
-    cloud("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+    cloud("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY").with_stream_options(),
     cloud("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY"),
     cloud("fireworks", "https://api.fireworks.ai/inference/v1", "FIREWORKS_API_KEY"),
     cloud("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
@@ -81,8 +115,8 @@ pub const PRESETS: &[Preset] = &[
     cloud("perplexity", "https://api.perplexity.ai", "PERPLEXITY_API_KEY"),
     cloud("cerebras", "https://api.cerebras.ai/v1", "CEREBRAS_API_KEY"),
     cloud("deepinfra", "https://api.deepinfra.com/v1/openai", "DEEPINFRA_API_KEY"),
-    local("vllm", "http://127.0.0.1:8000/v1"),
-    local("ollama", "http://127.0.0.1:11434/v1"),
+    local("vllm", "http://127.0.0.1:8000/v1").with_stream_options(),
+    local("ollama", "http://127.0.0.1:11434/v1").with_stream_options(),
     local("lmstudio", "http://127.0.0.1:1234/v1"),
 ];
 
@@ -113,5 +147,11 @@ mod tests {
         }
         assert_eq!(preset("azure").map(|p| p.auth), Some(AuthStyle::ApiKeyHeader));
         assert!(preset("nope").is_none());
+    }
+
+    #[test]
+    fn only_documented_providers_are_sent_stream_options() {
+        let accepting: Vec<_> = PRESETS.iter().filter(|p| p.accepts_stream_options).map(|p| p.name).collect();
+        assert_eq!(accepting, ["openai", "azure", "groq", "deepseek", "vllm", "ollama"]);
     }
 }
