@@ -2,9 +2,15 @@
 //!
 //! - [`model`]: the vocabulary: virtual keys, teams, users, their limits and budget periods,
 //!   the identity a request carries, and the spend record a finished request leaves.
+//! - [`keys`]: virtual key secrets: generated from the OS CSPRNG, stored as SHA-256, compared in constant time.
+//! - [`store`]: the SQL store (SQLite or PostgreSQL): keys, teams, users, spend records and reports.
+//! - [`ledger`]: the batching writer that takes spend records off the request path into the store.
 //!
 //! What this crate does not do: it serves no HTTP (the gateway serves the admin API and maps
 //! refusals to responses) and reads no configuration file; it is handed URLs and plain
 //! settings structs.
 
+pub mod keys;
+pub mod ledger;
 pub mod model;
+pub mod store;
