@@ -2,6 +2,9 @@
 //!
 //! - [`model`]: the vocabulary: virtual keys, teams, users, their limits and budget periods,
 //!   the identity a request carries, and the spend record a finished request leaves.
+//! - [`keys`]: virtual key secrets: generated from the OS CSPRNG, stored as SHA-256, compared in constant time.
+//! - [`store`]: the SQL store (SQLite or PostgreSQL): keys, teams, users, spend records and reports.
+//! - [`ledger`]: the batching writer that takes spend records off the request path into the store.
 //! - [`prices`]: the built-in price catalog and what a request's usage cost.
 //! - [`tokens`]: token counts with OpenAI's `o200k_base` encoding, and cheap estimates.
 //!
@@ -9,6 +12,9 @@
 //! refusals to responses) and reads no configuration file; it is handed URLs and plain
 //! settings structs.
 
+pub mod keys;
+pub mod ledger;
 pub mod model;
 pub mod prices;
+pub mod store;
 pub mod tokens;
