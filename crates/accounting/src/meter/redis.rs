@@ -152,20 +152,22 @@ impl Shared {
         for (charge, base) in charges.iter().zip(bases) {
             let window = charge.kind.window_start_ms(now_ms);
             invocation.key(key(&self.prefix, charge.kind, &charge.scope, window));
+            // Expiries are relative to the caller's `now_ms`, so that a counter ends when its
+            // window does (plus the slack above) whatever clock the caller keeps; at least 1 ms,
+            // since the script reads 0 as no expiry.
             let (mode, ttl) = match charge.kind {
-                MeterKind::Requests => ("fit", window + MINUTE_TTL_MS - now_ms),
+                MeterKind::Requests => ("fit", (window + MINUTE_TTL_MS - now_ms).max(1)),
                 MeterKind::Parallel => ("fit", PARALLEL_TTL_MS),
-                MeterKind::Tokens => ("room", window + MINUTE_TTL_MS - now_ms),
-                MeterKind::Budget(period) => {
-                    // Relative to the caller's `now_ms`, so that the counter outlives its
-                    // period by a day whatever clock the caller keeps; 0: no expiry.
-                    (
-                        "room",
-                        period.next_start_ms(now_ms).map_or(0, |end| end.saturating_add(DAY_MS) - now_ms),
-                    )
-                }
+                MeterKind::Tokens => ("room", (window + MINUTE_TTL_MS - now_ms).max(1)),
+                // A day after the period ends; without period, never.
+                MeterKind::Budget(period) => (
+                    "room",
+                    period
+                        .next_start_ms(now_ms)
+                        .map_or(0, |end| (end.saturating_add(DAY_MS) - now_ms).max(1)),
+                ),
             };
-            invocation.arg(mode).arg(charge.limit).arg(charge.amount).arg(base).arg(ttl.max(1));
+            invocation.arg(mode).arg(charge.limit).arg(charge.amount).arg(base).arg(ttl);
         }
         let mut connection = self.connection.clone();
         let answer: Vec<i64> =
