@@ -5,6 +5,8 @@
 //! - [`keys`]: virtual key secrets: generated from the OS CSPRNG, stored as SHA-256, compared in constant time.
 //! - [`store`]: the SQL store (SQLite or PostgreSQL): keys, teams, users, spend records and reports.
 //! - [`ledger`]: the batching writer that takes spend records off the request path into the store.
+//! - [`meter`]: rate limits and budgets enforced at admission, in memory or shared through Redis.
+//! - [`period`]: calendar budget periods and minutes in UTC, and times written for messages.
 //! - [`prices`]: the built-in price catalog and what a request's usage cost.
 //! - [`tokens`]: token counts with OpenAI's `o200k_base` encoding, and cheap estimates.
 //!
@@ -14,7 +16,9 @@
 
 pub mod keys;
 pub mod ledger;
+pub mod meter;
 pub mod model;
+pub mod period;
 pub mod prices;
 pub mod store;
 pub mod tokens;
