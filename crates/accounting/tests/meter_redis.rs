@@ -139,7 +139,10 @@ async fn a_redis_that_cannot_be_reached_fails_the_start_without_showing_the_pass
 
 #[tokio::test]
 async fn requests_admit_up_to_the_limit_then_refuse_until_the_next_minute() {
-    let Some(redis) = Fixture::new("requests").await else { return };
+    let Some(redis) = Fixture::new("requests_admit_up_to_the_limit_then_refuse_until_the_next_minute").await
+    else {
+        return;
+    };
     let meter = redis.meter(Arc::new(NothingSpent)).await;
     let rpm = || vec![charge(key(), MeterKind::Requests, 3, 1)];
     for expected in 1..=3 {
@@ -161,7 +164,7 @@ async fn requests_admit_up_to_the_limit_then_refuse_until_the_next_minute() {
 
 #[tokio::test]
 async fn tokens_reserve_and_settlements_reach_redis() {
-    let Some(redis) = Fixture::new("tokens").await else { return };
+    let Some(redis) = Fixture::new("tokens_reserve_and_settlements_reach_redis").await else { return };
     let meter = redis.meter(Arc::new(NothingSpent)).await;
     let tpm = |amount| vec![charge(key(), MeterKind::Tokens, 1_000, amount)];
     let counter = redis.key("tokens", &key(), MINUTE);
@@ -182,7 +185,7 @@ async fn tokens_reserve_and_settlements_reach_redis() {
 
 #[tokio::test]
 async fn parallel_counters_are_released_and_expire() {
-    let Some(redis) = Fixture::new("parallel").await else { return };
+    let Some(redis) = Fixture::new("parallel_counters_are_released_and_expire").await else { return };
     let meter = redis.meter(Arc::new(NothingSpent)).await;
     let parallel = || vec![charge(key(), MeterKind::Parallel, 2, 1)];
     let counter = redis.key("parallel", &key(), 0);
@@ -202,7 +205,9 @@ async fn parallel_counters_are_released_and_expire() {
 
 #[tokio::test]
 async fn a_settlement_of_an_expired_counter_does_not_recreate_it() {
-    let Some(redis) = Fixture::new("expired").await else { return };
+    let Some(redis) = Fixture::new("a_settlement_of_an_expired_counter_does_not_recreate_it").await else {
+        return;
+    };
     let meter = redis.meter(Arc::new(NothingSpent)).await;
     let counter = redis.key("parallel", &key(), 0);
     let held = meter.admit(vec![charge(key(), MeterKind::Parallel, 2, 1)], NOW).await.unwrap();
@@ -219,7 +224,11 @@ async fn a_settlement_of_an_expired_counter_does_not_recreate_it() {
 
 #[tokio::test]
 async fn budgets_start_from_the_ledger_once_per_counter_and_start_over_with_the_period() {
-    let Some(redis) = Fixture::new("budget").await else { return };
+    let Some(redis) =
+        Fixture::new("budgets_start_from_the_ledger_once_per_counter_and_start_over_with_the_period").await
+    else {
+        return;
+    };
     // Two replicas whose ledgers disagree (one has not seen the latest spend yet): the first to
     // create the counter sets its base, and the other counts on from it.
     let a = redis.meter(Arc::new(Spent(900))).await;
@@ -246,7 +255,7 @@ async fn budgets_start_from_the_ledger_once_per_counter_and_start_over_with_the_
 
 #[tokio::test]
 async fn a_budget_without_period_has_no_expiry() {
-    let Some(redis) = Fixture::new("lifetime").await else { return };
+    let Some(redis) = Fixture::new("a_budget_without_period_has_no_expiry").await else { return };
     let meter = redis.meter(Arc::new(NothingSpent)).await;
     let _held = meter.admit(vec![charge(team(), MeterKind::Budget(Period::None), 10, 4)], NOW).await.unwrap();
     let counter = redis.key("budget-none", &team(), 0);
@@ -257,7 +266,7 @@ async fn a_budget_without_period_has_no_expiry() {
 
 #[tokio::test]
 async fn an_admission_is_all_or_nothing() {
-    let Some(redis) = Fixture::new("atomic").await else { return };
+    let Some(redis) = Fixture::new("an_admission_is_all_or_nothing").await else { return };
     let meter = redis.meter(Arc::new(NothingSpent)).await;
     let charges = || {
         vec![
@@ -276,7 +285,9 @@ async fn an_admission_is_all_or_nothing() {
 
 #[tokio::test]
 async fn an_admission_redis_cannot_count_is_counted_in_memory() {
-    let Some(redis) = Fixture::new("fallback").await else { return };
+    let Some(redis) = Fixture::new("an_admission_redis_cannot_count_is_counted_in_memory").await else {
+        return;
+    };
     let meter = redis.meter(Arc::new(NothingSpent)).await;
     // A counter that holds a hash makes the script fail, as an outage would, for this test only.
     let counter = redis.key("requests", &key(), MINUTE);
@@ -296,7 +307,7 @@ async fn an_admission_redis_cannot_count_is_counted_in_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_rpm_limit() {
-    let Some(redis) = Fixture::new("shared-rpm").await else { return };
+    let Some(redis) = Fixture::new("two_replicas_share_one_rpm_limit").await else { return };
     let replicas = [redis.meter(Arc::new(NothingSpent)).await, redis.meter(Arc::new(NothingSpent)).await];
     let tasks: Vec<_> = (0..24)
         .map(|i| {
@@ -317,7 +328,7 @@ async fn two_replicas_share_one_rpm_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_one_budget() {
-    let Some(redis) = Fixture::new("shared-budget").await else { return };
+    let Some(redis) = Fixture::new("two_replicas_share_one_budget").await else { return };
     let replicas = [redis.meter(Arc::new(NothingSpent)).await, redis.meter(Arc::new(NothingSpent)).await];
     let tasks: Vec<_> = (0..50)
         .map(|i| {

@@ -121,6 +121,7 @@ impl Shared {
             script: Script::new(include_str!("settle.lua")),
             health: health.clone(),
             pending: HashMap::new(),
+            overflowed: false,
         };
         tokio::spawn(task.run(receiver));
         Ok(Shared {
@@ -202,6 +203,8 @@ struct SettleTask {
     health: Arc<Health>,
     /// Adjustments not applied yet, merged per Redis key.
     pending: HashMap<String, i64>,
+    /// Whether adjustments were dropped since Redis last took them, so that it is logged once.
+    overflowed: bool,
 }
 
 impl SettleTask {
@@ -244,15 +247,19 @@ impl SettleTask {
 
     fn gather(&mut self, adjustments: Vec<(Counter, i64)>) {
         for (counter, delta) in adjustments {
-            if self.pending.len() >= MAX_PENDING {
-                // Arbitrary rather than oldest (a map has no order); an outage this long has
-                // already made the counts per replica.
-                tracing::warn!(kept = MAX_PENDING, "too many settlements wait for Redis; dropping one");
+            let key = key(&self.prefix, counter.kind, &counter.scope, counter.window);
+            if self.pending.len() >= MAX_PENDING && !self.pending.contains_key(&key) {
+                // An outage this long has made the counts per replica already; what is dropped
+                // is an arbitrary counter's adjustment (a map has no order), whose reservation
+                // then stands until its window ends.
+                if !self.overflowed {
+                    tracing::warn!(kept = MAX_PENDING, "too many settlements wait for Redis; dropping some");
+                    self.overflowed = true;
+                }
                 if let Some(dropped) = self.pending.keys().next().cloned() {
                     self.pending.remove(&dropped);
                 }
             }
-            let key = key(&self.prefix, counter.kind, &counter.scope, counter.window);
             *self.pending.entry(key).or_insert(0) += delta;
         }
     }
@@ -270,6 +277,7 @@ impl SettleTask {
         match tokio::time::timeout(ADMIT_TIMEOUT, call).await {
             Ok(Ok(_)) => {
                 self.pending.clear();
+                self.overflowed = false;
                 Ok(())
             }
             Ok(Err(e)) => Err(Failure::Redis(e)),
