@@ -5,13 +5,19 @@ pub mod otlp;
 
 use std::{collections::HashMap, net::SocketAddr, time::Duration};
 
-use switchyard_gateway::{config::Config, server::Server};
+use switchyard_accounting::store::Store;
+use switchyard_gateway::{
+    accounting::Accounts,
+    config::{Config, DatabaseConfig, Secret},
+    server::Server,
+};
 use tokio::{sync::oneshot, task::JoinHandle};
 
 /// A gateway serving on 127.0.0.1 for the length of a test.
 pub struct Gateway {
     /// Where it listens.
     pub addr: SocketAddr,
+    accounts: Accounts,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -35,6 +41,11 @@ impl Gateway {
             Err(err) => panic!("test configuration is invalid: {err}"),
         };
         config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        // Without a `database:` of its own, a test keeps its keys and ledger in memory rather
+        // than in a switchyard.db file in the working directory.
+        if config.database.is_none() {
+            config.database = Some(DatabaseConfig { url: Secret::new("sqlite::memory:") });
+        }
         let server = match Server::bind(&config, &env).await {
             Ok(server) => server,
             Err(err) => panic!("gateway did not start: {err}"),
@@ -43,11 +54,17 @@ impl Gateway {
             Ok(addr) => addr,
             Err(err) => panic!("no local address: {err}"),
         };
+        let accounts = server.accounts().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
-        Self { addr, stop: Some(stop), task }
+        Self { addr, accounts, stop: Some(stop), task }
+    }
+
+    /// Its store: keys, teams, users and the spend ledger.
+    pub fn store(&self) -> &Store {
+        &self.accounts.store
     }
 
     /// `http://127.0.0.1:PORT` + `path`.
@@ -55,7 +72,8 @@ impl Gateway {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Stops accepting and waits (up to 5 s) for in-flight requests.
+    /// Stops accepting and waits (up to 5 s) for in-flight requests and for the ledger to
+    /// write what it holds.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

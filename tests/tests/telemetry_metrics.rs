@@ -396,18 +396,37 @@ async fn a_scripted_workload_adds_up_in_the_scrape() {
         6,
         "chat, flaky, backup, limited, capped and embed reported usage: {reported:?}"
     );
-    for (deployment, (input, output)) in &reported {
+    // Each deployment has its own mock, whose count of the usage it reported is the truth:
+    // streams whose client did not ask for usage count too, since the gateway asked for it.
+    let named = [
+        ("chat", &chat_up),
+        ("flaky", &flaky),
+        ("primary", &primary),
+        ("backup", &backup),
+        ("limited", &limited),
+        ("capped", &capped),
+        ("cooled", &cooled),
+        ("embed", &embed),
+    ];
+    for (name, mock) in named {
+        let deployment = format!("vllm/{name}-up");
+        let stats = mock.stats();
         assert_eq!(
-            scrape.sum(TOKENS, &[("deployment", deployment), ("kind", "input")]),
-            *input as f64,
+            scrape.sum(TOKENS, &[("deployment", &deployment), ("kind", "input")]),
+            stats.prompt_tokens as f64,
             "{deployment}"
         );
         assert_eq!(
-            scrape.sum(TOKENS, &[("deployment", deployment), ("kind", "output")]),
-            *output as f64,
+            scrape.sum(TOKENS, &[("deployment", &deployment), ("kind", "output")]),
+            stats.completion_tokens as f64,
             "{deployment}"
         );
     }
+    let (seen_input, seen_output) = reported["vllm/chat-up"];
+    assert!(
+        seen_input + seen_output < chat_up.stats().prompt_tokens + chat_up.stats().completion_tokens,
+        "the stream whose client asked for no usage is counted all the same"
+    );
     assert_eq!(
         scrape.one(TOKENS, &[("model", "backup"), ("deployment", "vllm/backup-up"), ("kind", "input")]),
         reported["vllm/backup-up"].0 as f64,
@@ -428,7 +447,7 @@ async fn a_scripted_workload_adds_up_in_the_scrape() {
     );
 
     // Cost: the chat deployment's price, per million tokens.
-    let (input, output) = reported["vllm/chat-up"];
+    let (input, output) = (chat_up.stats().prompt_tokens, chat_up.stats().completion_tokens);
     let expected_cost = (input as f64 * 0.5 + output as f64 * 1.5) / 1e6;
     let cost = scrape.one(
         "switchyard_cost_usd_total",

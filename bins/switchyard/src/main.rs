@@ -2,6 +2,9 @@
 //!
 //! It parses arguments, loads the configuration, sets up the runtime, logs and traces
 //! (`switchyard-telemetry`), and calls the gateway crate; all behaviour lives there.
+//! `keys`, `teams`, `users` and `spend` ([`admin`]) work on the accounting database directly.
+
+mod admin;
 
 use std::{
     collections::HashMap,
@@ -58,6 +61,34 @@ enum Command {
         #[arg(long, short, env = "SWITCHYARD_CONFIG")]
         config: PathBuf,
     },
+    /// Create, list, change, revoke and rotate virtual keys (sk-sy-...).
+    Keys {
+        #[command(flatten)]
+        database: admin::Database,
+        #[command(subcommand)]
+        command: admin::KeysCommand,
+    },
+    /// Teams: keys belong to them and share their limits and budgets.
+    Teams {
+        #[command(flatten)]
+        database: admin::Database,
+        #[command(subcommand)]
+        command: admin::GroupCommand,
+    },
+    /// Users: keys belong to them and share their limits and budgets.
+    Users {
+        #[command(flatten)]
+        database: admin::Database,
+        #[command(subcommand)]
+        command: admin::GroupCommand,
+    },
+    /// Report spend by key, team, user, model or day over a time range.
+    Spend {
+        #[command(flatten)]
+        database: admin::Database,
+        #[command(flatten)]
+        args: admin::SpendArgs,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -74,6 +105,18 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Serve { config, listen, log_format, drain_secs } => {
             serve(config, listen, log_format.into(), Duration::from_secs(drain_secs))
+        }
+        Command::Keys { database, command } => {
+            admin::run(&database, async move |store, json| admin::keys(store, json, command).await)
+        }
+        Command::Teams { database, command } => {
+            admin::run(&database, async move |store, json| admin::teams(store, json, command).await)
+        }
+        Command::Users { database, command } => {
+            admin::run(&database, async move |store, json| admin::users(store, json, command).await)
+        }
+        Command::Spend { database, args } => {
+            admin::run(&database, async move |store, json| admin::spend(store, json, args).await)
         }
     }
 }
@@ -225,8 +268,14 @@ fn announce(config: &Config, from_file: bool, addr: &str, authenticated: bool) {
             })
         );
     }
+    tracing::info!(
+        "keys and spend ledger: {}",
+        switchyard_gateway::accounting::describe_database(config.database_url())
+    );
     if !authenticated {
-        tracing::warn!("no master key configured: accepting unauthenticated requests (loopback only)");
+        tracing::warn!(
+            "no master key configured: listening on loopback only; requests without a key are accepted and the admin API is open to local callers (set server.master_key to require keys)"
+        );
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`model`]: the vocabulary: virtual keys, teams, users, their limits and budget periods,
 //!   the identity a request carries, and the spend record a finished request leaves.
+//! - [`admission`]: the tower layer that admits a request against its limits and budgets, and reserves.
 //! - [`keys`]: virtual key secrets: generated from the OS CSPRNG, stored as SHA-256, compared in constant time.
 //! - [`store`]: the SQL store (SQLite or PostgreSQL): keys, teams, users, spend records and reports.
 //! - [`ledger`]: the batching writer that takes spend records off the request path into the store.
@@ -14,6 +15,7 @@
 //! refusals to responses) and reads no configuration file; it is handed URLs and plain
 //! settings structs.
 
+pub mod admission;
 pub mod keys;
 pub mod ledger;
 pub mod meter;

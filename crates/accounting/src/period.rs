@@ -31,6 +31,38 @@ pub fn format_utc(ms: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
 }
 
+/// Reads a time a person wrote: a UTC date (`2026-12-01`, its midnight), a UTC time
+/// (`2026-12-01T08:30:00Z`), or Unix milliseconds; `None` for anything else, or a date that
+/// does not exist (`2026-02-30`).
+pub fn parse_utc(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(ms) = text.parse::<i64>() {
+        return Some(ms);
+    }
+    let (date, time) = match text.split_once('T') {
+        Some((date, time)) => (date, Some(time.strip_suffix('Z')?)),
+        None => (text, None),
+    };
+    let mut parts = date.splitn(3, '-').map(str::parse::<i64>);
+    let (year, month, day) = (parts.next()?.ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
+    let days = days_from_civil(year, month, day);
+    if civil_from_days(days) != (year, month, day) {
+        return None;
+    }
+    let seconds = match time {
+        None => 0,
+        Some(time) => {
+            let mut hms = time.splitn(3, ':').map(str::parse::<i64>);
+            let (h, m, s) = (hms.next()?.ok()?, hms.next()?.ok()?, hms.next().unwrap_or(Ok(0)).ok()?);
+            if !(0..24).contains(&h) || !(0..60).contains(&m) || !(0..60).contains(&s) {
+                return None;
+            }
+            h * 3600 + m * 60 + s
+        }
+    };
+    days.checked_mul(DAY_MS)?.checked_add(seconds * 1000)
+}
+
 // === impl Period ===
 
 impl Period {
@@ -100,6 +132,20 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn people_s_times_parse_and_impossible_dates_do_not() {
+        use super::{format_utc, parse_utc};
+        assert_eq!(parse_utc("2026-12-01").map(format_utc).as_deref(), Some("2026-12-01T00:00:00Z"));
+        assert_eq!(
+            parse_utc("2024-02-29T23:59:58Z").map(format_utc).as_deref(),
+            Some("2024-02-29T23:59:58Z")
+        );
+        assert_eq!(parse_utc("1764547200000"), Some(1_764_547_200_000));
+        for bad in ["2026-02-30", "2026-13-01", "yesterday", "2026-12-01T25:00:00Z", "2026-12-01T08:00:00"] {
+            assert_eq!(parse_utc(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     /// Unix ms of `year-month-day hour:minute` UTC, by way of the function under test's inverse,

@@ -6,18 +6,21 @@
 //! 1. HTTP edge: panic catching (500 in the OpenAI envelope), request id (`x-request-id`,
 //!    taken from the client when present, else generated, and echoed on the response), trace
 //!    span, and the body size limit (enforced while reading, in decode).
-//! 2. Authentication: the master key, when one is configured ([`crate::auth`]).
-//! 3. Decode: body → typed request, once ([`crate::decode`]).
-//! 4. Admission (rate limits, budgets): not built yet (switchyard-accounting).
+//! 2. Authentication: the master key or a virtual key → the [`Caller`](crate::auth::Caller)
+//!    ([`crate::auth`]); the admin API and `/metrics` need an operator.
+//! 3. Decode: body → typed request, once ([`crate::decode`]); the key's access to the model.
+//! 4. Admission (switchyard-accounting's `AdmissionLayer`): the key's, team's, user's and
+//!    model's rate limits, concurrency and budgets; the expected tokens and cost are reserved.
 //! 5. Cache: not built yet (switchyard-cache).
 //! 6. Router (switchyard-router), outermost first: fallbacks to other models, retries with
 //!    backoff and a budget, then the model's group, which picks a deployment by policy,
 //!    skips cooling and full ones, and waits for a stream's first chunk; each deployment
 //!    sits behind its time limits (time to first token, between chunks, total).
 //! 7. Provider: the deployment's adapter (switchyard-providers).
-//! 8. Settle (switchyard-telemetry, [`crate::settle`]): when the answer ends, its usage and
-//!    cost, metrics, one log line, and the span's GenAI attributes. The ledger arrives with
-//!    switchyard-accounting.
+//! 8. Settle ([`crate::settle`]): when the answer ends, its usage (counted with a tokenizer
+//!    when the provider reported none) and cost; one spend record to the ledger, the
+//!    reservation replaced by the real tokens and cost, metrics, one log line, and the span's
+//!    GenAI attributes.
 //! 9. Encode: JSON or SSE in the client's dialect ([`crate::encode`]).
 
 use std::{
@@ -49,8 +52,11 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+use switchyard_accounting::admission::{AdmissionLayer, AdmissionSettings};
+
 use crate::{
-    auth::{MasterKey, require_master_key},
+    accounting::Accounts,
+    auth::{Authenticator, MasterKey, authenticate, require_operator},
     endpoints, headers,
     respond::error_response,
     settle::Telemetry,
@@ -72,6 +78,8 @@ pub struct AppState {
     pub allow_client_fallbacks: bool,
     /// Metrics and request logs.
     pub telemetry: Telemetry,
+    /// Keys, the ledger, the meter and prices.
+    pub accounts: Accounts,
     /// Unix seconds at start, reported as models' `created`.
     pub started_at: u64,
 }
@@ -93,16 +101,22 @@ pub struct AppOptions {
     pub telemetry: Telemetry,
     /// Whether `GET /metrics` is served without the master key.
     pub metrics_open: bool,
+    /// Keys, the ledger, the meter and prices.
+    pub accounts: Accounts,
+    /// How the admission layer limits and prices requests.
+    pub admission: AdmissionSettings,
 }
 
 /// The LLM-level stack (steps 4–8) over `models`.
 pub fn llm_stack(
     models: &Arc<RouteTable>,
+    admission: AdmissionLayer,
     retry: RetryConfig,
     fallbacks: HashMap<String, Fallbacks>,
 ) -> LlmService {
     BoxCloneSyncService::new(
         ServiceBuilder::new()
+            .layer(admission)
             .layer(FallbackLayer::new(fallbacks))
             .layer(RetryLayer::new(retry))
             .service(models.dispatch()),
@@ -111,28 +125,31 @@ pub fn llm_stack(
 
 /// The complete HTTP application.
 pub fn router(models: Arc<RouteTable>, options: AppOptions) -> Router {
+    let admission = AdmissionLayer::new(options.accounts.meter.clone(), options.admission);
     let state = AppState {
-        stack: llm_stack(&models, options.retry, options.fallbacks),
+        stack: llm_stack(&models, admission, options.retry, options.fallbacks),
         models,
         max_body_bytes: options.max_body_bytes,
         allow_client_fallbacks: options.allow_client_fallbacks,
         telemetry: options.telemetry.clone(),
+        accounts: options.accounts.clone(),
         started_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
-    let mut api = endpoints::api();
+    let mut operator = endpoints::admin();
     let mut probes = endpoints::probes();
     if options.telemetry.metrics.is_some() {
         if options.metrics_open {
             probes = probes.merge(endpoints::metrics());
         } else {
-            api = api.merge(endpoints::metrics());
+            operator = operator.merge(endpoints::metrics());
         }
     }
-    if let Some(key) = options.master_key {
-        api = api.layer(middleware::from_fn(move |request: Request, next: middleware::Next| {
-            require_master_key(key.clone(), request, next)
-        }));
-    }
+    let auth = Authenticator { master: options.master_key, keys: options.accounts.keys.clone() };
+    let api = endpoints::api().merge(operator.layer(middleware::from_fn(require_operator))).layer(
+        middleware::from_fn(move |request: Request, next: middleware::Next| {
+            authenticate(auth.clone(), request, next)
+        }),
+    );
     let request_id = http::HeaderName::from_static(headers::REQUEST_ID);
     Router::new()
         .merge(api)
@@ -158,7 +175,7 @@ async fn unknown_route(method: Method, uri: Uri) -> Response {
     error_response(&LlmError::new(
         ErrorClass::NotFound,
         format!(
-            "There is no {method} {} on this gateway. It serves POST /v1/chat/completions, POST /v1/embeddings and GET /v1/models.",
+            "There is no {method} {} on this gateway. It serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, and the admin API under /admin (GET /admin/openapi.json describes it).",
             uri.path()
         ),
     ))

@@ -1,20 +1,27 @@
-//! Authentication at the edge: the master key.
+//! Authentication at the edge: the master key and virtual keys.
 //!
-//! Clients send the key as `Authorization: Bearer <key>` (OpenAI SDKs) or `x-api-key: <key>`
-//! (Anthropic SDKs). The comparison takes the same time whatever the key's content, so the
-//! response time does not reveal how much of a guess was right. Virtual keys, teams and
-//! per-key limits come with `switchyard-accounting`; until then the master key is the only
-//! credential, and without one the gateway refuses to listen beyond loopback.
+//! Clients send a key as `Authorization: Bearer <key>` (OpenAI SDKs) or `x-api-key: <key>`
+//! (Anthropic SDKs). What it is decides who the [`Caller`] is:
+//! - the master key: an operator, who may also use the admin API;
+//! - a virtual key (`sk-sy-...`): its [`Identity`] (key, team, user), with that key's models,
+//!   limits and budgets ([`crate::accounting::KeyCache`]);
+//! - nothing, or any other key, when no master key is configured: an anonymous caller, which
+//!   the server only allows on loopback addresses (an open proxy on a network spends someone's
+//!   money).
+//!
+//! The master key is compared in time that does not depend on where a guess goes wrong;
+//! virtual keys are looked up by their SHA-256, which reveals nothing about the key itself.
 
 use std::sync::Arc;
 
 use axum::{extract::Request, middleware::Next, response::Response};
 use http::{HeaderMap, header};
+use switchyard_accounting::{keys, model::Identity};
 use switchyard_types::llm::{ErrorClass, LlmError};
 
-use crate::respond::error_response;
+use crate::{accounting::KeyCache, respond::error_response};
 
-/// The credential every request must carry.
+/// The credential that makes a caller an operator.
 #[derive(Clone)]
 pub struct MasterKey(Arc<str>);
 
@@ -25,19 +32,73 @@ impl MasterKey {
     }
 }
 
-/// Middleware: refuses requests without the master key with 401 in the OpenAI envelope.
-pub async fn require_master_key(key: MasterKey, request: Request, next: Next) -> Response {
-    match presented_key(request.headers()) {
-        Some(presented) if constant_time_eq(presented.as_bytes(), key.0.as_bytes()) => {
-            next.run(request).await
+/// Who sent a request, in the HTTP request's extensions once [`authenticate`] ran.
+#[derive(Clone)]
+pub enum Caller {
+    /// The master key: an operator.
+    Master,
+    /// A virtual key.
+    Key(Arc<Identity>),
+    /// No master key is configured and no virtual key was sent (loopback only).
+    Anonymous,
+}
+
+impl Caller {
+    /// The identity of a virtual key's caller.
+    pub fn identity(&self) -> Option<&Arc<Identity>> {
+        match self {
+            Self::Key(identity) => Some(identity),
+            _ => None,
         }
-        Some(_) => error_response(&LlmError::new(
-            ErrorClass::Unauthenticated,
-            "The API key is not valid for this gateway. Check the key your client sends (Authorization: Bearer <key>).",
-        )),
-        None => error_response(&LlmError::new(
-            ErrorClass::Unauthenticated,
-            "No API key was sent. Send this gateway's key as `Authorization: Bearer <key>` (OpenAI SDKs: api_key=...).",
+    }
+}
+
+/// What [`authenticate`] checks keys against.
+#[derive(Clone)]
+pub struct Authenticator {
+    /// The master key, when one is configured.
+    pub master: Option<MasterKey>,
+    /// Virtual keys.
+    pub keys: KeyCache,
+}
+
+/// Middleware: works out the [`Caller`], or refuses the request with 401.
+pub async fn authenticate(auth: Authenticator, mut request: Request, next: Next) -> Response {
+    let caller = match presented_key(request.headers()) {
+        Some(presented) if keys::is_virtual_key(presented) => match auth.keys.identify(presented).await {
+            Ok(identity) => Caller::Key(identity),
+            Err(error) => return error_response(&error),
+        },
+        Some(presented) => match &auth.master {
+            Some(key) if constant_time_eq(presented.as_bytes(), key.0.as_bytes()) => Caller::Master,
+            Some(_) => {
+                return error_response(&LlmError::new(
+                    ErrorClass::Unauthenticated,
+                    "The API key is not valid for this gateway. Check the key your client sends (Authorization: Bearer <key>).",
+                ));
+            }
+            None => Caller::Anonymous,
+        },
+        None if auth.master.is_some() => {
+            return error_response(&LlmError::new(
+                ErrorClass::Unauthenticated,
+                "No API key was sent. Send this gateway's key as `Authorization: Bearer <key>` (OpenAI SDKs: api_key=...).",
+            ));
+        }
+        None => Caller::Anonymous,
+    };
+    request.extensions_mut().insert(caller);
+    next.run(request).await
+}
+
+/// Middleware for the admin API and `/metrics`: only an operator (the master key, or anyone on
+/// loopback when no master key is configured) may pass.
+pub async fn require_operator(request: Request, next: Next) -> Response {
+    match request.extensions().get::<Caller>() {
+        Some(Caller::Master | Caller::Anonymous) => next.run(request).await,
+        _ => error_response(&LlmError::new(
+            ErrorClass::Forbidden,
+            "This needs the gateway's master key; a virtual key cannot use the admin API or read metrics.",
         )),
     }
 }

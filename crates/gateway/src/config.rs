@@ -19,8 +19,11 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 use switchyard_providers::presets;
 
+mod accounting;
 mod routing;
 mod telemetry;
+
+pub use accounting::{AccountingConfig, DEFAULT_DATABASE_URL, DatabaseConfig, ModelLimits};
 
 pub use telemetry::{MetricsConfig, TelemetryConfig, TraceProtocol, TracesConfig};
 
@@ -44,6 +47,12 @@ pub struct Config {
     /// Metrics, traces and request logs.
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Where keys, teams, users and the spend ledger live (default: a SQLite file).
+    #[serde(default)]
+    pub database: Option<DatabaseConfig>,
+    /// How spend is recorded and limits are counted.
+    #[serde(default)]
+    pub accounting: AccountingConfig,
     /// The models clients may call.
     #[serde(default)]
     pub models: Vec<ModelConfig>,
@@ -101,6 +110,9 @@ pub struct ModelConfig {
     /// Its balancing policy and cooldown, when not the `router:` defaults.
     #[serde(default)]
     pub routing: ModelRouting,
+    /// Limits for all of its clients together (requests, tokens, in flight).
+    #[serde(default)]
+    pub limits: ModelLimits,
     /// Models to try, in order, when its deployments fail.
     #[serde(default)]
     pub fallbacks: Vec<Spanned<String>>,
@@ -118,6 +130,7 @@ impl Default for ModelConfig {
             name: spanless(String::new()),
             deployments: Vec::new(),
             routing: ModelRouting::default(),
+            limits: ModelLimits::default(),
             fallbacks: Vec::new(),
             context_window_fallbacks: Vec::new(),
             content_policy_fallbacks: Vec::new(),
@@ -171,7 +184,7 @@ pub struct DeploymentConfig {
     /// Requests it may have in flight at once.
     #[serde(default)]
     pub max_parallel: Option<u32>,
-    /// Its price, for the lowest_cost policy.
+    /// Its price, instead of the built-in catalog's: for spend, budgets and the lowest_cost policy.
     #[serde(default)]
     pub price: Option<PriceConfig>,
 }
@@ -321,6 +334,7 @@ impl Config {
         }
         self.routing_problems(&mut problems);
         self.telemetry.problems(&mut problems);
+        self.accounting_problems(&mut problems);
         problems
     }
 }

@@ -19,6 +19,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod accounting;
 pub mod app;
 pub mod auth;
 pub mod config;

@@ -197,7 +197,11 @@ fn openai_adapter(
         model: (model != "*").then(|| model.to_owned()),
         headers,
     };
-    OpenAiCompatible::new(clients.get(config.connect_timeout_ms)?, settings).map_err(|e| e.to_string())
+    // Streams are billed from the usage the provider reports at their end: ask for it where the
+    // provider accepts `stream_options` (the gateway drops the report for a client that did not ask).
+    OpenAiCompatible::new(clients.get(config.connect_timeout_ms)?, settings)
+        .map(|adapter| adapter.asking_stream_usage(preset.accepts_stream_options))
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

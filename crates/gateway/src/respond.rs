@@ -19,6 +19,7 @@ pub fn status_and_type(class: ErrorClass) -> (StatusCode, &'static str, &'static
         Unauthenticated => (StatusCode::UNAUTHORIZED, "authentication_error", "invalid_api_key"),
         Forbidden => (StatusCode::FORBIDDEN, "permission_error", "forbidden"),
         NotFound => (StatusCode::NOT_FOUND, "invalid_request_error", "model_not_found"),
+        Conflict => (StatusCode::CONFLICT, "invalid_request_error", "conflict"),
         PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "invalid_request_error", "request_too_large"),
         ProviderAuthentication => (StatusCode::BAD_GATEWAY, "api_error", "upstream_authentication_failed"),
         RateLimited => (StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", "rate_limit_exceeded"),

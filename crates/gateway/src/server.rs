@@ -2,7 +2,8 @@
 //!
 //! Refuses to listen beyond loopback without a master key (an open LLM proxy on a network
 //! spends someone's money). Accepted sockets get `TCP_NODELAY`: small SSE frames must leave
-//! at once, not wait for Nagle's algorithm.
+//! at once, not wait for Nagle's algorithm. On shutdown, in-flight requests finish first
+//! (streams included), then the ledger writes every spend record still queued.
 
 use std::{collections::HashMap, future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -10,7 +11,14 @@ use axum::{Router, serve::ListenerExt};
 use switchyard_router::{RouteTable, shared::SharedState};
 use tokio::net::TcpListener;
 
+use switchyard_accounting::{
+    admission::AdmissionSettings,
+    ledger::{Ledger, LedgerStats},
+    model::Limits,
+};
+
 use crate::{
+    accounting::{self, AccountingError, Accounts},
     app::{AppOptions, router},
     auth::MasterKey,
     config::Config,
@@ -34,6 +42,9 @@ pub enum StartError {
     /// A deployment could not be built.
     #[error(transparent)]
     Deployment(#[from] crate::models::BuildError),
+    /// The database or the shared limits could not be used.
+    #[error(transparent)]
+    Accounting(#[from] AccountingError),
     /// The address could not be bound.
     #[error(
         "cannot listen on {addr}: {source} (is another process using the port? choose another with --listen)"
@@ -52,6 +63,8 @@ pub struct Server {
     app: Router,
     models: Arc<RouteTable>,
     authenticated: bool,
+    accounts: Accounts,
+    ledger: Ledger,
     /// Shares routing state through Redis while the server lives.
     _shared: Option<SharedState>,
 }
@@ -76,6 +89,7 @@ impl Server {
             ),
             None => None,
         };
+        let (accounts, ledger) = accounting::start(config, &models).await?;
         let authenticated = master_key.is_some();
         let app = router(
             Arc::clone(&models),
@@ -90,11 +104,18 @@ impl Server {
                     request_logs: config.telemetry.request_logs,
                 },
                 metrics_open: !config.telemetry.metrics.require_key,
+                accounts: accounts.clone(),
+                admission: admission_settings(config, &accounts),
             },
         );
         let listener =
             TcpListener::bind(listen).await.map_err(|source| StartError::Bind { addr: listen, source })?;
-        Ok(Self { listener, app, models, authenticated, _shared: shared })
+        Ok(Self { listener, app, models, authenticated, accounts, ledger, _shared: shared })
+    }
+
+    /// Keys, the ledger's store, the meter and prices (for tests and embedders).
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
     }
 
     /// The address actually bound (useful with port 0).
@@ -112,13 +133,45 @@ impl Server {
         self.authenticated
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves until `shutdown` completes, lets in-flight requests finish, then writes every
+    /// spend record still queued.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let listener = self.listener.tap_io(|tcp| {
             if let Err(err) = tcp.set_nodelay(true) {
                 tracing::warn!(%err, "could not set TCP_NODELAY on an accepted connection");
             }
         });
-        axum::serve(listener, self.app).with_graceful_shutdown(shutdown).await
+        let served = axum::serve(listener, self.app).with_graceful_shutdown(shutdown).await;
+        let LedgerStats { written, dropped } = self.ledger.close().await;
+        if dropped > 0 {
+            tracing::error!(written, dropped, "spend ledger closed: some records could not be written");
+        } else {
+            tracing::info!(written, "spend ledger closed: every record written");
+        }
+        served
+    }
+}
+
+/// The admission layer's settings: each model's client limits, and prices for reservations.
+fn admission_settings(config: &Config, accounts: &Accounts) -> AdmissionSettings {
+    let model_limits = config
+        .models
+        .iter()
+        .map(|m| {
+            let limits = Limits {
+                rpm: m.limits.rpm,
+                tpm: m.limits.tpm,
+                max_parallel: m.limits.max_parallel,
+                ..Limits::default()
+            };
+            (m.name.value.clone(), limits)
+        })
+        .filter(|(_, limits)| !limits.is_unlimited())
+        .collect();
+    let prices = Arc::clone(&accounts.prices);
+    AdmissionSettings {
+        model_limits,
+        price_of: Arc::new(move |model, requested| prices.dearest(model, requested)),
+        reserve_output_tokens: config.accounting.reserve_output_tokens,
     }
 }

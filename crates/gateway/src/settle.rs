@@ -1,15 +1,25 @@
 //! Settle (step 8 of the request path): what a finished request leaves behind.
 //!
 //! Once its answer is complete (for a stream: when the last chunk left, the stream failed,
-//! or the client went away), a request becomes one [`RequestRecord`]: it is counted in the
-//! metrics, logged in one line at info (`switchyard::request`), and its span gets the GenAI
-//! usage attributes. The gateway's own time, which the `x-switchyard-overhead-ms` header
+//! or the client went away), a request becomes one [`RequestRecord`] and one [`SpendRecord`]:
+//! it is counted in the metrics, logged in one line at info (`switchyard::request`), its span
+//! gets the GenAI usage attributes, its spend record goes to the ledger's queue, and what
+//! admission reserved for it is replaced by what it really used.
+//!
+//! Usage is what the provider reported. When it reported none (a server that ignores
+//! `stream_options.include_usage`, a stream cut midway), the prompt and the answer's text
+//! are counted with a real tokenizer and the record is marked as estimated; for that a
+//! stream keeps its chunks (shared buffers, up to 1 MiB) until it ends or reports usage.
+//! Cost is the serving deployment's price (configured, else the built-in catalog's) applied
+//! to the usage by kind. The gateway's own time, which the `x-switchyard-overhead-ms` header
 //! reports, is the time until the answer (or its first chunk) was ready, less what the
 //! providers took and the waits between attempts.
 //!
 //! Settling is cheap and never waits on I/O: metrics are in-memory counters (a shared read
 //! lock finds each series, then an atomic add), the log line goes to a
-//! non-blocking writer, spans are exported in batches off the request path. A complete answer
+//! non-blocking writer, spans are exported in batches off the request path, the spend record
+//! is queued for the ledger's writer, and shared counters are settled by the meter's
+//! background task. A complete answer
 //! is settled just before it is encoded, a stream as it ends.
 
 use std::{
@@ -20,15 +30,23 @@ use std::{
     time::Duration,
 };
 
+use bytes::Bytes;
 use futures_core::Stream;
 use http::HeaderValue;
-use switchyard_router::{Attempts, RouteTable};
+use switchyard_accounting::{
+    admission::AdmissionSlot,
+    model::{Identity, SpendRecord, now_ms, to_nanos},
+    tokens,
+};
+use switchyard_router::Attempts;
 use switchyard_telemetry::{RequestRecord, Usage, metrics::Metrics};
 use switchyard_types::{
     json::Json,
     llm::{ChunkStream, ErrorClass, LlmError},
-    openai::{self, ChatCompletionChunk},
+    openai::{self, ChatCompletionChunk, ChatCompletionRequest},
 };
+
+use crate::accounting::Accounts;
 use tokio::time::Instant;
 use tracing::Span;
 
@@ -46,7 +64,6 @@ pub struct Telemetry {
 /// One request on its way to being settled.
 pub(crate) struct Settle {
     telemetry: Telemetry,
-    table: Arc<RouteTable>,
     started: Instant,
     operation: &'static str,
     /// The configured name the client's model resolved to.
@@ -55,7 +72,22 @@ pub(crate) struct Settle {
     attempts: Attempts,
     request_id: Option<HeaderValue>,
     span: Span,
+    spend: Spend,
     _in_flight: Option<switchyard_telemetry::metrics::InFlight>,
+}
+
+/// Who a request's spend is charged to, and what settling it needs.
+pub(crate) struct Spend {
+    pub(crate) accounts: Accounts,
+    pub(crate) identity: Option<Arc<Identity>>,
+    /// The end user the client named (`user`).
+    pub(crate) end_user: Option<String>,
+    /// The model the client named.
+    pub(crate) requested: String,
+    /// Admission's grant, settled with the real tokens and cost.
+    pub(crate) slot: AdmissionSlot,
+    /// The chat request, to count its prompt when the provider reports no usage.
+    pub(crate) chat: Option<Arc<ChatCompletionRequest>>,
 }
 
 /// How a request ended.
@@ -63,6 +95,8 @@ pub(crate) struct Outcome {
     pub(crate) status: u16,
     pub(crate) error: Option<ErrorClass>,
     pub(crate) usage: Option<Usage>,
+    /// The answer's text, to count when the provider reported no usage.
+    pub(crate) text: Option<String>,
     /// When the answer (or a stream's first chunk) was ready.
     pub(crate) answered: Instant,
 }
@@ -73,7 +107,6 @@ impl Settle {
     #[allow(clippy::too_many_arguments, reason = "one constructor for the facts of one request")]
     pub(crate) fn new(
         telemetry: &Telemetry,
-        table: &Arc<RouteTable>,
         started: Instant,
         operation: &'static str,
         model: Option<Arc<str>>,
@@ -81,11 +114,11 @@ impl Settle {
         attempts: Attempts,
         request_id: Option<HeaderValue>,
         span: Span,
+        spend: Spend,
     ) -> Self {
         let in_flight = telemetry.metrics.as_ref().map(|m| m.start());
         Self {
             telemetry: telemetry.clone(),
-            table: Arc::clone(table),
             started,
             operation,
             model,
@@ -93,6 +126,7 @@ impl Settle {
             attempts,
             request_id,
             span,
+            spend,
             _in_flight: in_flight,
         }
     }
@@ -104,10 +138,10 @@ impl Settle {
             .saturating_sub(self.attempts.waited())
     }
 
-    /// Settles a complete answer or an error now.
-    pub(crate) fn finish(self, outcome: Outcome) {
+    /// Settles a complete answer or an error now; returns its cost in dollars, when priced.
+    pub(crate) fn finish(self, outcome: Outcome) -> Option<f64> {
         let ended = Instant::now();
-        self.record(outcome, ended);
+        self.record(outcome, ended)
     }
 
     /// Settles a stream when it ends: counts its usage, notes a failure, and records it then.
@@ -119,16 +153,22 @@ impl Settle {
             usage: None,
             error: None,
             model_seen: false,
+            kept: Some(Kept::default()),
         })
     }
 
-    fn record(self, outcome: Outcome, ended: Instant) {
+    fn record(self, outcome: Outcome, ended: Instant) -> Option<f64> {
         let attempts = self.attempts.to_vec();
         let overhead = self.overhead(outcome.answered);
         let ttft = self.stream.then(|| outcome.answered - self.started);
         let served = attempts.last().filter(|a| a.failure.is_none());
-        let cost = match (served, outcome.usage) {
-            (Some(served), Some(usage)) => self.cost(&served.model, &served.deployment, usage),
+        let (usage, estimated) = match (outcome.usage, served) {
+            (Some(usage), _) => (Some(usage), false),
+            (None, Some(_)) => (self.estimate(outcome.text.as_deref()), true),
+            (None, None) => (None, false),
+        };
+        let cost = match (served, usage) {
+            (Some(served), Some(usage)) => self.cost(&served.model, &served.deployment, &usage),
             _ => None,
         };
         if !self.span.is_disabled() {
@@ -139,7 +179,7 @@ impl Settle {
             if let Some(served) = served {
                 span.record("switchyard.deployment", &*served.deployment);
             }
-            if let Some(usage) = outcome.usage {
+            if let Some(usage) = usage {
                 span.record("gen_ai.usage.input_tokens", i64::try_from(usage.input).unwrap_or(i64::MAX));
                 span.record("gen_ai.usage.output_tokens", i64::try_from(usage.output).unwrap_or(i64::MAX));
             }
@@ -155,7 +195,7 @@ impl Settle {
             status: outcome.status,
             error: outcome.error,
             attempts,
-            usage: outcome.usage,
+            usage,
             cost_usd: cost,
             duration: ended - self.started,
             time_to_first_token: ttft,
@@ -167,13 +207,56 @@ impl Settle {
         if let Some(metrics) = &self.telemetry.metrics {
             metrics.observe(&record);
         }
+        self.charge(&record, estimated);
+        cost
     }
 
-    /// Dollars, when the serving deployment has a price.
-    fn cost(&self, model: &str, deployment: &str, usage: Usage) -> Option<f64> {
-        let (group, _) = self.table.resolve(model)?;
-        let price = group.endpoints().iter().find(|e| &*e.label == deployment)?.settings.price?;
-        Some((usage.input as f64 * price.input + usage.output as f64 * price.output) / 1e6)
+    /// Queues the spend record and settles admission's reservation with the real figures.
+    fn charge(&self, record: &RequestRecord, estimated: bool) {
+        let usage = record.usage.unwrap_or_default();
+        let cost = record.cost_usd.unwrap_or(0.0);
+        if let Some(grant) = self.spend.slot.take_grant() {
+            let tokens = i64::try_from(usage.input.saturating_add(usage.output)).unwrap_or(i64::MAX);
+            grant.settle(tokens, to_nanos(cost));
+        }
+        let identity = self.spend.identity.as_deref();
+        let served = record.served();
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        self.spend.accounts.ledger.record(SpendRecord {
+            request_id: self.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("").to_owned(),
+            at: now_ms(),
+            key_id: identity.map(|i| i.key.id.clone()),
+            team_id: identity.and_then(|i| i.key.team_id.clone()),
+            user_id: identity.and_then(|i| i.key.user_id.clone()),
+            end_user: self.spend.end_user.clone(),
+            model: self.model.as_deref().unwrap_or(&self.spend.requested).to_owned(),
+            deployment: served.map(|a| a.deployment.to_string()),
+            provider: served.map(|a| a.provider.to_string()),
+            usage,
+            usage_estimated: estimated && record.usage.is_some(),
+            cost_usd: cost,
+            cache_hit: false,
+            cost_saved_usd: 0.0,
+            latency_ms: ms(record.duration),
+            ttft_ms: record.time_to_first_token.map(ms),
+            status: record.status,
+            error: record.error.map(|e| e.as_str().to_owned()),
+            tags: identity.map(|i| i.key.tags.clone()).unwrap_or_default(),
+        });
+    }
+
+    /// Dollars, when the serving deployment has a price (its own, or the catalog's).
+    fn cost(&self, model: &str, deployment: &str, usage: &Usage) -> Option<f64> {
+        let price = self.spend.accounts.prices.price(model, deployment, &self.spend.requested)?;
+        Some(price.cost(usage))
+    }
+
+    /// Counts the tokens a provider did not report: the chat prompt, and the answer's text.
+    fn estimate(&self, text: Option<&str>) -> Option<Usage> {
+        let chat = self.spend.chat.as_deref()?;
+        let input = tokens::count_chat_prompt(chat);
+        let output = text.map_or(0, tokens::count_completion_text);
+        Some(Usage { input, output, ..Usage::default() })
     }
 
     /// Records the answering model on the span, when traces are kept, and for a complete
@@ -216,17 +299,45 @@ pub(crate) fn usage(reported: &openai::Usage) -> Usage {
     }
 }
 
-/// Settles a complete JSON answer: its usage and the model that answered.
-pub(crate) fn finish_json<T>(settle: Settle, body: &Json<T>, answered: Instant) {
+/// Settles a complete JSON answer: its usage and the model that answered; returns its cost
+/// in dollars, when priced.
+pub(crate) fn finish_json<T>(settle: Settle, body: &Json<T>, answered: Instant) -> Option<f64> {
     settle.note_response(body.raw(), true);
     let usage = body.usage().map(usage);
-    settle.finish(Outcome { status: 200, error: None, usage, answered });
+    let text = if usage.is_none() { Some(answer_text(body.raw(), "message")) } else { None };
+    settle.finish(Outcome { status: 200, error: None, usage, text, answered })
 }
 
 /// Settles a request that failed before any answer.
 pub(crate) fn finish_error(settle: Settle, error: &LlmError, answered: Instant) {
     let status = status_and_type(error.class).0.as_u16();
-    settle.finish(Outcome { status, error: Some(error.class), usage: None, answered });
+    settle.finish(Outcome { status, error: Some(error.class), usage: None, text: None, answered });
+}
+
+/// The text of every choice's `message` (a complete answer) or `delta` (a chunk): content,
+/// reasoning and tool-call arguments, which are all billed as output.
+fn answer_text(raw: &[u8], part: &str) -> String {
+    let mut text = String::new();
+    let Ok(document) = serde_json::from_slice::<serde_json::Value>(raw) else { return text };
+    let choices = document.get("choices").and_then(serde_json::Value::as_array);
+    for choice in choices.into_iter().flatten() {
+        let Some(message) = choice.get(part) else { continue };
+        for field in ["content", "reasoning_content", "refusal"] {
+            if let Some(s) = message.get(field).and_then(serde_json::Value::as_str) {
+                text.push_str(s);
+            }
+        }
+        let calls = message.get("tool_calls").and_then(serde_json::Value::as_array);
+        for call in calls.into_iter().flatten() {
+            let function = call.get("function");
+            for field in ["name", "arguments"] {
+                if let Some(s) = function.and_then(|f| f.get(field)).and_then(serde_json::Value::as_str) {
+                    text.push_str(s);
+                }
+            }
+        }
+    }
+    text
 }
 
 /// One line per request, at info.
@@ -262,14 +373,32 @@ struct Watched {
     usage: Option<Usage>,
     error: Option<ErrorClass>,
     model_seen: bool,
+    /// The chunks so far, while the stream has reported no usage.
+    kept: Option<Kept>,
 }
+
+/// Chunks kept to count a stream's output if it never reports its usage.
+#[derive(Default)]
+struct Kept {
+    chunks: Vec<Bytes>,
+    bytes: usize,
+}
+
+/// The most a stream keeps to count its output: beyond it, the rest is not counted.
+const MAX_KEPT_BYTES: usize = 1 << 20;
 
 impl Watched {
     fn end(&mut self) {
         if let Some(settle) = self.settle.take() {
+            let text = match (self.usage, self.kept.take()) {
+                (None, Some(kept)) => {
+                    Some(kept.chunks.iter().map(|chunk| answer_text(chunk, "delta")).collect::<String>())
+                }
+                _ => None,
+            };
             // A stream that broke midway still answered 200: the status line had left.
             let outcome =
-                Outcome { status: 200, error: self.error, usage: self.usage, answered: self.answered };
+                Outcome { status: 200, error: self.error, usage: self.usage, text, answered: self.answered };
             settle.finish(outcome);
         }
     }
@@ -284,6 +413,12 @@ impl Stream for Watched {
             Some(Ok(chunk)) => {
                 if let Some(reported) = chunk.usage() {
                     self.usage = Some(usage(reported));
+                    self.kept = None;
+                } else if let Some(kept) = &mut self.kept
+                    && kept.bytes < MAX_KEPT_BYTES
+                {
+                    kept.bytes += chunk.raw().len();
+                    kept.chunks.push(chunk.raw().clone());
                 }
                 if !self.model_seen {
                     self.model_seen = true;

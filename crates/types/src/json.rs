@@ -64,6 +64,12 @@ impl<T> Json<T> {
         self.facts.choices.as_ref().is_some_and(|c| c.iter().any(|c| c.finish_reason.is_some()))
     }
 
+    /// Whether the document is a stream's usage report alone: a `usage` and no choices (the
+    /// last chunk of a stream asked for with `stream_options.include_usage`).
+    pub fn is_usage_only(&self) -> bool {
+        self.facts.usage.is_some() && self.facts.choices.as_ref().is_none_or(Vec::is_empty)
+    }
+
     /// Whether the document has an `error` member (a provider's error event).
     pub fn is_error(&self) -> bool {
         self.facts.error.is_some()
@@ -111,6 +117,7 @@ mod tests {
             Some(2.into())
         );
         assert!(doc.has_finish_reason());
+        assert!(!doc.is_usage_only());
         assert!(!doc.is_error());
         assert_eq!(&doc.raw()[..], &raw[..], "forwarded byte for byte");
         assert_eq!(doc.parse().expect("typed").extra["vendor"]["a"], 1);
@@ -122,6 +129,10 @@ mod tests {
         let doc = Json::<ChatCompletionChunk>::from_bytes(Bytes::from_static(raw)).expect("valid");
         assert!(doc.usage().is_none());
         assert!(!doc.has_finish_reason());
+        assert!(!doc.is_usage_only());
+        let last = br#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#;
+        let doc = Json::<ChatCompletionChunk>::from_bytes(Bytes::from_static(last)).expect("valid");
+        assert!(doc.is_usage_only());
     }
 
     #[test]

@@ -325,6 +325,8 @@ pub enum ErrorClass {
     Forbidden,
     /// The model or resource does not exist (404).
     NotFound,
+    /// The request contradicts what the gateway holds (a duplicate id, a team that still has keys) (409).
+    Conflict,
     /// The request body is larger than the gateway accepts (413).
     PayloadTooLarge,
     /// The provider rejected the deployment's credentials (a configuration fault: 502).
@@ -360,6 +362,7 @@ impl ErrorClass {
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::ProviderAuthentication => "provider_authentication",
             Self::RateLimited => "rate_limited",

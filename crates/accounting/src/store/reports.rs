@@ -29,6 +29,15 @@ pub enum GroupBy {
 }
 
 impl GroupBy {
+    /// Every dimension, in the order the API lists them.
+    pub const ALL: [GroupBy; 7] =
+        [Self::Key, Self::Team, Self::User, Self::EndUser, Self::Model, Self::Deployment, Self::Day];
+
+    /// The dimension named `name` ([`GroupBy::as_str`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == name)
+    }
+
     /// The name used as the group key and in the API.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -144,6 +144,15 @@ pub struct PriceConfig {
     pub input: f64,
     /// Per million completion tokens.
     pub output: f64,
+    /// Per million prompt tokens read from the provider's cache (default: `input`).
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+    /// Per million prompt tokens written to the provider's cache (default: `input`).
+    #[serde(default)]
+    pub cache_creation: Option<f64>,
+    /// Per million reasoning tokens (default: `output`).
+    #[serde(default)]
+    pub reasoning: Option<f64>,
 }
 
 // === conversions ===

@@ -8,6 +8,13 @@
 //!   configuration allows it (`router.allow_client_fallbacks`); the list is taken out of the
 //!   body before it goes upstream. Otherwise the field is passed through untouched.
 //!
+//! A virtual key may only call the models it (and its team) allows: another model is a 403
+//! that lists the ones it may call. Its limits are then checked by the admission layer, and
+//! every answer that had limits to check says where they stand (`x-ratelimit-*`, OpenAI's
+//! header names: the tightest requests-per-minute and tokens-per-minute limit). A complete
+//! answer says what it cost (`x-switchyard-cost-usd`, when its deployment has a price); a
+//! stream's cost is in its spend record, since its headers leave before its usage is known.
+//!
 //! Every answer that reached routing, success or error, says how many attempts it took
 //! (`x-switchyard-attempts`) and how long the gateway itself spent on it
 //! (`x-switchyard-overhead-ms`: until the answer, or a stream's first chunk, was ready, less
@@ -24,9 +31,10 @@ use axum::{
 use http::{HeaderMap, HeaderValue};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use switchyard_accounting::admission::{AdmissionSlot, RequestSize, ResolvedModel};
 use switchyard_router::{Attempts, fallback::ClientFallbacks, timeout::RequestTimeouts};
 use switchyard_types::{
-    llm::{ErrorClass, LlmError, LlmRequest, LlmResponse, Operation, ResponseBody},
+    llm::{ChunkStream, ErrorClass, LlmError, LlmRequest, LlmResponse, Operation, ResponseBody},
     openai::ChatCompletionRequest,
 };
 use tokio::time::Instant;
@@ -35,11 +43,12 @@ use tracing::Instrument;
 
 use crate::{
     app::AppState,
+    auth::Caller,
     decode::{parse_json, read_body},
     encode::openai_response,
     headers,
     respond::error_response,
-    settle::{self, Settle},
+    settle::{self, Settle, Spend},
 };
 
 /// The longest list of client fallbacks accepted.
@@ -68,8 +77,12 @@ async fn serve<T: DeserializeOwned>(
 ) -> Response {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
+    let mut size = 0;
     let prepared = match read_body(&parts.headers, body, state.max_body_bytes).await {
-        Ok(bytes) => parse_json::<T>(&bytes, what).and_then(prepare),
+        Ok(bytes) => {
+            size = bytes.len();
+            parse_json::<T>(&bytes, what).and_then(prepare)
+        }
         Err(error) => Err(error),
     };
     let timeouts = request_timeouts(&parts.headers);
@@ -91,6 +104,38 @@ async fn serve<T: DeserializeOwned>(
     let attempts = Attempts::of(&mut request);
     let operation = request.op.name();
     let model = state.models.resolve(request.model()).map(|(group, _)| Arc::clone(group.shared_name()));
+    let identity = parts.extensions.get::<Caller>().and_then(Caller::identity).cloned();
+    if let (Some(identity), Some(model)) = (&identity, &model)
+        && !identity.allows_model(model)
+    {
+        return error_response(&forbidden_model(identity, model));
+    }
+    let (end_user, chat, wants_usage) = match &request.op {
+        Operation::Chat(chat) => (
+            chat.user.clone(),
+            Some(Arc::clone(chat)),
+            chat.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true),
+        ),
+        Operation::Embeddings(embeddings) => {
+            (embeddings.extra.get("user").and_then(Value::as_str).map(str::to_owned), None, true)
+        }
+    };
+    let slot = AdmissionSlot::of(&mut request);
+    request.extensions.insert(RequestSize(size));
+    if let Some(model) = &model {
+        request.extensions.insert(ResolvedModel(Arc::clone(model)));
+    }
+    if let Some(identity) = &identity {
+        request.extensions.insert(Arc::clone(identity));
+    }
+    let spend = Spend {
+        accounts: state.accounts.clone(),
+        identity,
+        end_user,
+        requested: request.model().to_owned(),
+        slot: slot.clone(),
+        chat,
+    };
     let span = tracing::info_span!(
         target: switchyard_router::SPAN_TARGET,
         "request",
@@ -120,7 +165,6 @@ async fn serve<T: DeserializeOwned>(
     switchyard_telemetry::trace::set_parent(&span, &parts.headers);
     let settle = Settle::new(
         &state.telemetry,
-        &state.models,
         started,
         operation,
         model,
@@ -128,20 +172,25 @@ async fn serve<T: DeserializeOwned>(
         attempts.clone(),
         parts.headers.get(headers::REQUEST_ID).cloned(),
         span.clone(),
+        spend,
     );
     let result = state.stack.clone().oneshot(request).instrument(span).await;
     let answered = Instant::now();
     let overhead = settle.overhead(answered);
+    let mut cost = None;
     let mut response = match result {
         Ok(LlmResponse { body, served_by }) => {
             let body = match body {
-                ResponseBody::ChatStream(chunks) => ResponseBody::ChatStream(settle.watch(chunks, answered)),
+                ResponseBody::ChatStream(chunks) => {
+                    let chunks = settle.watch(chunks, answered);
+                    ResponseBody::ChatStream(if wants_usage { chunks } else { without_usage_report(chunks) })
+                }
                 ResponseBody::Chat(completion) => {
-                    settle::finish_json(settle, &completion, answered);
+                    cost = settle::finish_json(settle, &completion, answered);
                     ResponseBody::Chat(completion)
                 }
                 ResponseBody::Embeddings(embeddings) => {
-                    settle::finish_json(settle, &embeddings, answered);
+                    cost = settle::finish_json(settle, &embeddings, answered);
                     ResponseBody::Embeddings(embeddings)
                 }
             };
@@ -159,7 +208,39 @@ async fn serve<T: DeserializeOwned>(
     if let Ok(value) = HeaderValue::try_from(format!("{:.3}", overhead.as_secs_f64() * 1e3)) {
         sent.insert(headers::OVERHEAD, value);
     }
+    if let Some(cost) = cost
+        && let Ok(value) = HeaderValue::try_from(format!("{cost:.9}"))
+    {
+        sent.insert(headers::COST, value);
+    }
+    slot.with(|decision| headers::rate_limits(sent, &decision.standings, decision.refusal.as_ref()));
     response
+}
+
+/// A 403 for a key that may not call `model`, listing what it may call.
+fn forbidden_model(identity: &switchyard_accounting::model::Identity, model: &str) -> LlmError {
+    let mut allowed: Vec<&str> = identity.key.models.iter().map(String::as_str).collect();
+    if allowed.is_empty()
+        && let Some(team) = &identity.team
+    {
+        allowed = team.models.iter().map(String::as_str).collect();
+    }
+    LlmError::new(
+        ErrorClass::Forbidden,
+        format!(
+            "This key ({}) may not call the model `{model}`. It may call: {}. Ask an admin to add the model to the key.",
+            identity.key.id,
+            allowed.join(", ")
+        ),
+    )
+    .with_param("model")
+}
+
+/// Leaves out the stream's usage report, which the gateway asked the provider for (to bill the
+/// request) but the client did not.
+fn without_usage_report(chunks: ChunkStream) -> ChunkStream {
+    use futures_util::StreamExt;
+    Box::pin(chunks.filter(|chunk| std::future::ready(!matches!(chunk, Ok(c) if c.is_usage_only()))))
 }
 
 /// The client's own limits, from the request headers.
