@@ -6,7 +6,7 @@
 
 use sqlx::{Row, any::AnyRow};
 
-use super::{Store, StoreError, to_i64, to_json, to_u64};
+use super::{Backend, Store, StoreError, to_i64, to_json, to_u64};
 use crate::model::{Nanos, Scope, SpendRecord, Usage, to_nanos, to_usd};
 
 /// The `spend` columns, in binding and reading order.
@@ -49,7 +49,7 @@ impl Store {
             Err(e) => return Err(err(e)),
         };
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = insert_sql(chunk.len());
+            let sql = insert_sql(self.backend, chunk.len());
             // Not prepared for reuse: batch sizes vary, and a cached 12,000-parameter statement
             // per size per connection would only use memory on the server.
             let mut query = sqlx::query(&sql).persistent(false);
@@ -166,7 +166,11 @@ pub(crate) fn new_spend_ids(n: usize) -> Vec<String> {
 }
 
 /// `INSERT ... VALUES (...), (...)` for `rows` rows.
-fn insert_sql(rows: usize) -> String {
+///
+/// SQLite gets anonymous `?` placeholders: sqlx looks up the name of every `$N` parameter, and
+/// SQLite finds a name by walking a list, so `$N` costs O(n²) in the parameters: 0.4 s for a
+/// 500-row batch, against milliseconds with `?`.
+fn insert_sql(backend: Backend, rows: usize) -> String {
     let mut sql = format!("INSERT INTO spend ({SPEND_COLUMNS}) VALUES ");
     for row in 0..rows {
         if row > 0 {
@@ -177,8 +181,13 @@ fn insert_sql(rows: usize) -> String {
             if col > 0 {
                 sql.push_str(", ");
             }
-            sql.push('$');
-            sql.push_str(&(row * PARAMS_PER_ROW + col + 1).to_string());
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(row * PARAMS_PER_ROW + col + 1).to_string());
+                }
+            }
         }
         sql.push(')');
     }
