@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{TempDb, backends, record, unique};
 use switchyard_accounting::{
-    ledger::{Ledger, LedgerConfig, LedgerStats},
+    ledger::{Ledger, LedgerConfig, LedgerStats, MAX_WAITING},
     model::{Nanos, Scope, to_nanos},
     store::{ReportQuery, Store},
 };
@@ -106,5 +106,43 @@ async fn failed_writes_are_retried_until_the_database_takes_them() {
     let stats = tokio::time::timeout(Duration::from_secs(30), ledger.close()).await.expect("close finished");
     assert_eq!(stats, LedgerStats { written: 1000, dropped: 0 });
     assert_eq!(requests_of(&store, &format!("team_{run}")).await, 1000);
+    admin.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_waiting_limit_the_oldest_records_are_dropped_and_counted() {
+    let file = TempDb::new("overflow");
+    let store = Store::connect(&file.url()).await.unwrap();
+    let admin = sqlx::SqlitePool::connect(&file.url()).await.unwrap();
+    sqlx::query("ALTER TABLE spend RENAME TO spend_away").execute(&admin).await.unwrap();
+
+    let run = unique();
+    let ledger = Ledger::start(store.clone(), LedgerConfig::default());
+    let handle = ledger.handle();
+    let over = 50;
+    for i in 0..(MAX_WAITING + over) as u64 {
+        handle.record(record(i, &run, 1_000 + i as i64));
+    }
+    // The writer drains the channel while it waits to retry, dropping the oldest past the limit.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while handle.stats().dropped < over as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(handle.stats(), LedgerStats { written: 0, dropped: over as u64 });
+
+    sqlx::query("ALTER TABLE spend_away RENAME TO spend").execute(&admin).await.unwrap();
+    let stats = tokio::time::timeout(Duration::from_secs(60), ledger.close()).await.expect("close finished");
+    assert_eq!(stats, LedgerStats { written: MAX_WAITING as u64, dropped: over as u64 });
+    assert_eq!(requests_of(&store, &format!("team_{run}")).await, MAX_WAITING as u64);
+    // The oldest went: the earliest record kept is number `over`.
+    let report = store
+        .spend_report(ReportQuery {
+            team_id: Some(format!("team_{run}")),
+            to_ms: Some(1_000 + over as i64),
+            ..ReportQuery::default()
+        })
+        .await
+        .unwrap();
+    assert!(report.is_empty(), "the oldest {over} records should have been dropped: {report:?}");
     admin.close().await;
 }

@@ -200,3 +200,43 @@ fn insert_sql(backend: Backend, rows: usize) -> String {
 fn finite(ms: f64) -> f64 {
     if ms.is_finite() { ms } else { 0.0 }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rows_whose_ids_are_stored_are_skipped() {
+        // What the ledger relies on to retry a batch whose commit landed unacknowledged.
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let record = SpendRecord {
+            request_id: "r".into(),
+            at: 1,
+            key_id: Some("key_a".into()),
+            team_id: None,
+            user_id: None,
+            end_user: None,
+            model: "m".into(),
+            deployment: None,
+            provider: None,
+            usage: Usage::default(),
+            usage_estimated: false,
+            cost_usd: 0.5,
+            cache_hit: false,
+            cost_saved_usd: 0.0,
+            latency_ms: f64::NAN,
+            ttft_ms: None,
+            status: 200,
+            error: None,
+            tags: vec![],
+        };
+        let ids = new_spend_ids(2);
+        store.insert_spend_with_ids(&[(&ids[0], &record)]).await.unwrap();
+        store.insert_spend_with_ids(&[(&ids[0], &record), (&ids[1], &record)]).await.unwrap();
+        let stored = store.spend_by_request("r").await.unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[0].latency_ms, 0.0, "NaN latency stored as 0");
+        assert_eq!(store.spent_since(&Scope::Key("key_a".into()), 0).await.unwrap(), 1_000_000_000);
+        assert!(ids[0].starts_with("sp_") && ids[0].len() == 25 && ids[0] != ids[1]);
+    }
+}
