@@ -140,8 +140,7 @@ pub enum StoreError {
     },
     /// The database failed while doing something.
     #[error(
-        "the database `{url}` failed to {action}: {source}; nothing was changed by the failed statement, \
-         retry once the database is healthy"
+        "the database `{url}` failed to {action}: {source}; check the database's health and logs, then retry"
     )]
     Database {
         /// The database, password redacted.

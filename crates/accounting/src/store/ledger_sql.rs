@@ -6,7 +6,7 @@
 
 use sqlx::{Row, any::AnyRow};
 
-use super::{Store, StoreError, to_i64, to_json, to_u64};
+use super::{Backend, Store, StoreError, to_i64, to_json, to_u64};
 use crate::model::{Nanos, Scope, SpendRecord, Usage, to_nanos, to_usd};
 
 /// The `spend` columns, in binding and reading order.
@@ -49,7 +49,7 @@ impl Store {
             Err(e) => return Err(err(e)),
         };
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = insert_sql(chunk.len());
+            let sql = insert_sql(self.backend, chunk.len());
             // Not prepared for reuse: batch sizes vary, and a cached 12,000-parameter statement
             // per size per connection would only use memory on the server.
             let mut query = sqlx::query(&sql).persistent(false);
@@ -166,7 +166,11 @@ pub(crate) fn new_spend_ids(n: usize) -> Vec<String> {
 }
 
 /// `INSERT ... VALUES (...), (...)` for `rows` rows.
-fn insert_sql(rows: usize) -> String {
+///
+/// SQLite gets anonymous `?` placeholders: sqlx looks up the name of every `$N` parameter, and
+/// SQLite finds a name by walking a list, so `$N` costs O(n²) in the parameters: 0.4 s for a
+/// 500-row batch, against milliseconds with `?`.
+fn insert_sql(backend: Backend, rows: usize) -> String {
     let mut sql = format!("INSERT INTO spend ({SPEND_COLUMNS}) VALUES ");
     for row in 0..rows {
         if row > 0 {
@@ -177,8 +181,13 @@ fn insert_sql(rows: usize) -> String {
             if col > 0 {
                 sql.push_str(", ");
             }
-            sql.push('$');
-            sql.push_str(&(row * PARAMS_PER_ROW + col + 1).to_string());
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&(row * PARAMS_PER_ROW + col + 1).to_string());
+                }
+            }
         }
         sql.push(')');
     }
@@ -190,4 +199,44 @@ fn insert_sql(rows: usize) -> String {
 /// latency that is not a number means nothing: store 0 instead.
 fn finite(ms: f64) -> f64 {
     if ms.is_finite() { ms } else { 0.0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rows_whose_ids_are_stored_are_skipped() {
+        // What the ledger relies on to retry a batch whose commit landed unacknowledged.
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        let record = SpendRecord {
+            request_id: "r".into(),
+            at: 1,
+            key_id: Some("key_a".into()),
+            team_id: None,
+            user_id: None,
+            end_user: None,
+            model: "m".into(),
+            deployment: None,
+            provider: None,
+            usage: Usage::default(),
+            usage_estimated: false,
+            cost_usd: 0.5,
+            cache_hit: false,
+            cost_saved_usd: 0.0,
+            latency_ms: f64::NAN,
+            ttft_ms: None,
+            status: 200,
+            error: None,
+            tags: vec![],
+        };
+        let ids = new_spend_ids(2);
+        store.insert_spend_with_ids(&[(&ids[0], &record)]).await.unwrap();
+        store.insert_spend_with_ids(&[(&ids[0], &record), (&ids[1], &record)]).await.unwrap();
+        let stored = store.spend_by_request("r").await.unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!(stored[0].latency_ms, 0.0, "NaN latency stored as 0");
+        assert_eq!(store.spent_since(&Scope::Key("key_a".into()), 0).await.unwrap(), 1_000_000_000);
+        assert!(ids[0].starts_with("sp_") && ids[0].len() == 25 && ids[0] != ids[1]);
+    }
 }
