@@ -50,7 +50,7 @@ async fn sigterm_under_load_loses_no_spend_record() {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) && n < 10_000 {
                 n += 1;
-                let stream = (c + n) % 3 == 0;
+                let stream = (c + n).is_multiple_of(3);
                 let body = json!({"model": "m", "stream": stream, "messages": [{"role": "user", "content": format!("hello {c} {n}")}]});
                 let Ok(response) = client.post(&url).json(&body).send().await else { break };
                 if response.status() != 200 {

@@ -49,6 +49,9 @@ use crate::{
     tokens,
 };
 
+/// The price to expect for a request: `(configured model, client's model) -> price`.
+pub type PriceOf = Arc<dyn Fn(&str, &str) -> Option<Price> + Send + Sync>;
+
 /// How the layer prices and limits requests.
 #[derive(Clone)]
 pub struct AdmissionSettings {
@@ -57,7 +60,7 @@ pub struct AdmissionSettings {
     /// The price to expect for a request, given the configured model name it resolved to and
     /// the model the client named (they differ under a wildcard name): the dearest of the
     /// model's deployments, so that a reservation does not fall short.
-    pub price_of: Arc<dyn Fn(&str, &str) -> Option<Price> + Send + Sync>,
+    pub price_of: PriceOf,
     /// Completion tokens reserved when a request sets no maximum.
     pub reserve_output_tokens: u64,
 }

@@ -269,13 +269,13 @@ impl PriceBook {
 impl Priced {
     fn price(&self, requested: &str) -> Option<Price> {
         match self {
-            Self::Configured(price) => Some(price.clone()),
+            Self::Configured(price) => Some(*price),
             Self::Catalog { provider, model, prefix } => {
                 let model = match model {
                     Some(model) => model.as_str(),
                     None => requested.strip_prefix(prefix.as_str())?,
                 };
-                Catalog::builtin().price(provider, model).cloned()
+                Catalog::builtin().price(provider, model).copied()
             }
         }
     }

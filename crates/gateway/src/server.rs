@@ -27,6 +27,9 @@ use crate::{
 };
 use switchyard_telemetry::metrics::Metrics;
 
+/// The longest a stop waits for the ledger to write what it still holds.
+const LEDGER_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -90,6 +93,9 @@ impl Server {
             None => None,
         };
         let (accounts, ledger) = accounting::start(config, &models).await?;
+        // The tokenizer that counts usage a provider did not report takes tens of milliseconds
+        // to build: build it now, not on the first request that needs it.
+        tokio::task::spawn_blocking(switchyard_accounting::tokens::warm_up);
         let authenticated = master_key.is_some();
         let app = router(
             Arc::clone(&models),
@@ -142,11 +148,17 @@ impl Server {
             }
         });
         let served = axum::serve(listener, self.app).with_graceful_shutdown(shutdown).await;
-        let LedgerStats { written, dropped } = self.ledger.close().await;
-        if dropped > 0 {
-            tracing::error!(written, dropped, "spend ledger closed: some records could not be written");
-        } else {
-            tracing::info!(written, "spend ledger closed: every record written");
+        // The ledger retries while its database is down; a stop must still end.
+        match tokio::time::timeout(LEDGER_CLOSE_TIMEOUT, self.ledger.close()).await {
+            Ok(LedgerStats { written, dropped: 0 }) => {
+                tracing::info!(written, "spend ledger closed: every record written");
+            }
+            Ok(LedgerStats { written, dropped }) => {
+                tracing::error!(written, dropped, "spend ledger closed: some records could not be written");
+            }
+            Err(_) => tracing::error!(
+                "spend ledger: the database did not take the last records within {LEDGER_CLOSE_TIMEOUT:?}; they are lost"
+            ),
         }
         served
     }
