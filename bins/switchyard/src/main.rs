@@ -15,6 +15,7 @@ use std::{
 };
 
 use clap::{Parser, Subcommand, ValueEnum};
+use switchyard_accounting::prices::Catalog;
 use switchyard_gateway::{
     config::{Config, TraceProtocol, TracesConfig},
     server::Server,
@@ -279,6 +280,21 @@ fn announce(config: &Config, from_file: bool, addr: &str, authenticated: bool) {
     }
 }
 
+/// Where a deployment's price comes from, for `check`.
+fn price_text(deployment: &switchyard_gateway::config::DeploymentConfig) -> String {
+    let per_million = |input: f64, output: f64| format!("${input}/${output} per 1M tokens in/out");
+    if let Some(price) = &deployment.price {
+        return format!("price {}", per_million(price.input, price.output));
+    }
+    if deployment.model.value == "*" {
+        return "priced from the catalog by the model each request names".to_owned();
+    }
+    match Catalog::builtin().price(&deployment.provider.value, &deployment.model.value) {
+        Some(price) => format!("catalog price {}", per_million(price.input, price.output)),
+        None => "no price: its spend counts $0 (set price: {input, output})".to_owned(),
+    }
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -314,6 +330,11 @@ fn check(path: &Path) -> ExitCode {
                     "none (only allowed on loopback)"
                 }
             );
+            println!(
+                "keys and spend ledger: {}{}",
+                switchyard_gateway::accounting::describe_database(config.database_url()),
+                if config.redis.is_some() { "; limits shared through Redis" } else { "" }
+            );
             let router = &config.router;
             println!(
                 "routing: up to {} retries; cooldown after {} failures, for {} ms{}",
@@ -328,7 +349,16 @@ fn check(path: &Path) -> ExitCode {
                 println!("  {} ({})", model.name.value, policy.policy().as_str());
                 for d in &model.deployments {
                     let base = d.api_base.as_ref().map(|b| format!(" at {}", b.value)).unwrap_or_default();
-                    println!("    - {} model {}{base}", d.provider.value, d.model.value);
+                    println!("    - {} model {}{base}; {}", d.provider.value, d.model.value, price_text(d));
+                }
+                let limits = &model.limits;
+                let parts: Vec<String> =
+                    [("rpm", limits.rpm), ("tpm", limits.tpm), ("in flight", limits.max_parallel)]
+                        .iter()
+                        .filter_map(|(name, value)| value.map(|v| format!("{v} {name}")))
+                        .collect();
+                if !parts.is_empty() {
+                    println!("    client limits: {}", parts.join(", "));
                 }
                 for (kind, list) in [
                     ("falls back to", &model.fallbacks),
