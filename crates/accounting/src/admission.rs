@@ -38,6 +38,7 @@ use std::{
     task::{Context, Poll},
 };
 
+use pin_project_lite::pin_project;
 use switchyard_types::llm::{ErrorClass, LlmError, LlmRequest, LlmResponse, Operation};
 use tower::{Layer, Service};
 
@@ -178,34 +179,87 @@ impl<S> Admission<S> {
     }
 }
 
-/// The future of [`Admission`]: boxed, because the meter's admission (a Redis round trip
-/// when limits are shared) is an `async fn`, and the layer sits once at the top of the stack.
-pub type AdmissionFuture = Pin<Box<dyn Future<Output = Result<LlmResponse, LlmError>> + Send>>;
+/// The meter's answer, in flight: boxed, because [`Meter::admit`] is an `async fn` (a Redis
+/// round trip when limits are shared), and only requests that have limits wait for one.
+type Admitting = Pin<Box<dyn Future<Output = Result<(), LlmError>> + Send>>;
+
+pin_project! {
+    /// The future of [`Admission`]: the inner service's own future for a request without
+    /// limits (no allocation), else the meter's answer and then the inner call.
+    pub struct AdmissionFuture<S>
+    where
+        S: Service<LlmRequest>,
+    {
+        #[pin]
+        state: State<S>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S>
+    where
+        S: Service<LlmRequest>,
+    {
+        // Waiting for the meter; then `inner` (the service polled ready) is called with `request`.
+        Admitting { admit: Admitting, inner: Option<S>, request: Option<LlmRequest> },
+        // Admitted, or nothing to admit: the inner service's answer.
+        Inner { #[pin] future: S::Future },
+    }
+}
+
+impl<S> Future for AdmissionFuture<S>
+where
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError>,
+{
+    type Output = Result<LlmResponse, LlmError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                StateProj::Inner { future } => return future.poll(cx),
+                StateProj::Admitting { admit, inner, request } => {
+                    if let Err(error) = std::task::ready!(admit.as_mut().poll(cx)) {
+                        return Poll::Ready(Err(error));
+                    }
+                    let (Some(mut inner), Some(request)) = (inner.take(), request.take()) else {
+                        return Poll::Ready(Err(LlmError::new(
+                            ErrorClass::Internal,
+                            "admission was polled after it completed",
+                        )));
+                    };
+                    let future = inner.call(request);
+                    state.set(State::Inner { future });
+                }
+            }
+        }
+    }
+}
 
 impl<S> Service<LlmRequest> for Admission<S>
 where
-    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError> + Clone + Send + 'static,
-    S::Future: Send,
+    S: Service<LlmRequest, Response = LlmResponse, Error = LlmError> + Clone,
 {
     type Response = LlmResponse;
     type Error = LlmError;
-    type Future = AdmissionFuture;
+    type Future = AdmissionFuture<S>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: LlmRequest) -> Self::Future {
-        // The clone is the one that was polled ready; the one left behind is not.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         let (charges, reserved_nanos) = charges(&request, &self.settings);
         if charges.is_empty() {
-            return Box::pin(inner.call(request));
+            return AdmissionFuture { state: State::Inner { future: self.inner.call(request) } };
         }
+        // The clone is the one that was polled ready; the one left behind is not.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
         let meter = self.meter.clone();
         let slot = request.extensions.get::<AdmissionSlot>().cloned();
-        Box::pin(async move {
+        let admit = Box::pin(async move {
             match meter.admit(charges, now_ms()).await {
                 Ok(admitted) => {
                     if let Some(slot) = &slot {
@@ -215,7 +269,7 @@ where
                             d.reserved_nanos = reserved_nanos;
                         });
                     }
-                    inner.call(request).await
+                    Ok(())
                 }
                 Err(refusal) => {
                     let error = refused(&refusal);
@@ -225,7 +279,8 @@ where
                     Err(error)
                 }
             }
-        })
+        });
+        AdmissionFuture { state: State::Admitting { admit, inner: Some(inner), request: Some(request) } }
     }
 }
 

@@ -130,7 +130,7 @@ async fn a_redis_that_cannot_be_reached_fails_the_start_without_showing_the_pass
         Meter::redis("redis://:s3cret-pw@127.0.0.1:1", "p", Arc::new(NothingSpent)).await.unwrap_err();
     assert!(matches!(error, MeterError::Unreachable { .. }), "{error:?}");
     let message = error.to_string();
-    assert!(message.starts_with("could not reach Redis at redis://***@127.0.0.1:1: "), "{message}");
+    assert!(message.starts_with("could not reach Redis at redis://:***@127.0.0.1:1: "), "{message}");
     assert!(!message.contains("s3cret-pw"), "{message}");
     let error = Meter::redis("http://:s3cret-pw@127.0.0.1", "p", Arc::new(NothingSpent)).await.unwrap_err();
     assert!(matches!(error, MeterError::BadUrl { .. }), "{error:?}");

@@ -93,7 +93,7 @@ impl Health {
 
 impl Shared {
     pub(super) async fn connect(url: &str, prefix: &str) -> Result<Shared, MeterError> {
-        let shown = redact(url);
+        let shown = crate::store::redact_url(url);
         let client =
             redis::Client::open(url).map_err(|source| MeterError::BadUrl { url: shown.clone(), source })?;
         // One plain connection first, for its own error: the connection manager retries a
@@ -286,14 +286,6 @@ impl SettleTask {
     }
 }
 
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***@{}", &url[..scheme], &url[at + 1..]),
-        _ => url.to_owned(),
-    }
-}
-
 /// A connection error's message, with the URL's password taken out should the client have
 /// quoted it.
 fn redact_error(error: &redis::RedisError, url: &str) -> String {
@@ -317,8 +309,9 @@ mod tests {
 
     #[test]
     fn urls_lose_their_password() {
-        assert_eq!(redact("redis://:hunter2@db:6379/0"), "redis://***@db:6379/0");
-        assert_eq!(redact("redis://user:hunter2@db"), "redis://***@db");
+        let redact = crate::store::redact_url;
+        assert_eq!(redact("redis://:hunter2@db:6379/0"), "redis://:***@db:6379/0");
+        assert_eq!(redact("redis://user:hunter2@db"), "redis://user:***@db");
         assert_eq!(redact("redis://db:6379"), "redis://db:6379");
         assert_eq!(password("redis://user:hunter2@db"), Some("hunter2"));
         assert_eq!(password("redis://hunter2@db"), Some("hunter2"));
