@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchyard_e2e::{Gateway, chat_body, client};
+use switchyard_e2e::{Gateway, chat_body, client, within_one_minute};
 use switchyard_testkit::{MockConfig, MockServer};
 
 const MASTER: &str = "sk-master-test-key";
@@ -89,6 +89,19 @@ async fn a_key_is_created_used_restricted_rotated_and_revoked() {
     assert_eq!(status, 403, "{refused}");
     let message = refused["error"]["message"].as_str().unwrap();
     assert!(message.contains("gpt-4o-mini"), "the refusal lists the allowed models: {message}");
+
+    let listed: Value = client()
+        .get(gateway.url("/v1/models"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> =
+        listed["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["gpt-4o-mini"], "a key sees the models it may call");
 
     // A virtual key is not an operator.
     let response = client().get(gateway.url("/admin/keys")).bearer_auth(&secret).send().await.unwrap();
@@ -192,4 +205,26 @@ async fn every_request_leaves_one_spend_record_and_the_report_adds_them_up() {
     assert!(models.contains(&"gpt-4o") && models.contains(&"gpt-4o-mini"), "{models:?}");
     let total: f64 = data.iter().map(|r| r["cost_usd"].as_f64().unwrap()).sum();
     assert!(total > cost, "the stream cost something too: {total} vs {cost} without it");
+}
+
+#[tokio::test]
+async fn without_a_master_key_virtual_keys_still_carry_their_limits() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let yaml = format!(
+        "models:\n  - name: m\n    deployments:\n      - {{provider: openai, model: up, api_base: '{}', api_key: sk-upstream-0123456789}}\n",
+        mock.url()
+    );
+    let gateway = Gateway::start(&yaml).await;
+    within_one_minute(Duration::from_secs(5)).await;
+    // On loopback without a master key, the admin API is open and a client may send no key.
+    let response =
+        client().post(gateway.url("/admin/keys")).json(&json!({"limits": {"rpm": 1}})).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    let secret = created["key"].as_str().unwrap();
+    assert_eq!(chat(&gateway, "anything-else", "m").await.0, 200, "another key is an anonymous caller");
+    assert_eq!(chat(&gateway, secret, "m").await.0, 200);
+    assert_eq!(chat(&gateway, secret, "m").await.0, 429, "the key's rpm applies");
+    let (status, _, body) = chat(&gateway, "sk-sy-not-a-real-key", "m").await;
+    assert_eq!(status, 401, "a malformed virtual key is refused, not taken as anonymous: {body}");
 }

@@ -160,7 +160,8 @@ impl KeyCache {
     }
 }
 
-fn unknown_key() -> LlmError {
+/// The error for a virtual key the gateway does not know.
+pub(crate) fn unknown_key() -> LlmError {
     LlmError::new(
         ErrorClass::Unauthenticated,
         "The virtual key is not known to this gateway. Check the key your client sends (Authorization: Bearer sk-sy-...), or ask an admin for one (switchyard keys create).",

@@ -65,10 +65,19 @@ pub struct Authenticator {
 /// Middleware: works out the [`Caller`], or refuses the request with 401.
 pub async fn authenticate(auth: Authenticator, mut request: Request, next: Next) -> Response {
     let caller = match presented_key(request.headers()) {
-        Some(presented) if keys::is_virtual_key(presented) => match auth.keys.identify(presented).await {
-            Ok(identity) => Caller::Key(identity),
-            Err(error) => return error_response(&error),
-        },
+        // Anything with the virtual keys' prefix is meant as one: a malformed one is refused as
+        // unknown, never taken for an anonymous caller.
+        Some(presented) if presented.starts_with(keys::KEY_PREFIX) => {
+            let identified = if keys::is_virtual_key(presented) {
+                auth.keys.identify(presented).await
+            } else {
+                Err(crate::accounting::unknown_key())
+            };
+            match identified {
+                Ok(identity) => Caller::Key(identity),
+                Err(error) => return error_response(&error),
+            }
+        }
         Some(presented) => match &auth.master {
             Some(key) if constant_time_eq(presented.as_bytes(), key.0.as_bytes()) => Caller::Master,
             Some(_) => {

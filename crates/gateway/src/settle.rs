@@ -202,7 +202,8 @@ impl Settle {
             overhead: Some(overhead),
         };
         if self.telemetry.request_logs {
-            log(&record, self.request_id.as_ref());
+            let key = self.spend.identity.as_ref().map(|i| i.key.id.as_str());
+            log(&record, self.request_id.as_ref(), key);
         }
         if let Some(metrics) = &self.telemetry.metrics {
             metrics.observe(&record);
@@ -341,13 +342,14 @@ fn answer_text(raw: &[u8], part: &str) -> String {
 }
 
 /// One line per request, at info.
-fn log(record: &RequestRecord, request_id: Option<&HeaderValue>) {
+fn log(record: &RequestRecord, request_id: Option<&HeaderValue>, key: Option<&str>) {
     let served = record.served();
     let usage = record.usage.unwrap_or_default();
     let ms = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     tracing::info!(
         target: "switchyard::request",
         request_id = request_id.and_then(|v| v.to_str().ok()).unwrap_or(""),
+        key,
         operation = record.operation,
         model = record.model.as_deref(),
         deployment = served.map(|a| &*a.deployment),

@@ -105,10 +105,20 @@ async fn serve<T: DeserializeOwned>(
     let operation = request.op.name();
     let model = state.models.resolve(request.model()).map(|(group, _)| Arc::clone(group.shared_name()));
     let identity = parts.extensions.get::<Caller>().and_then(Caller::identity).cloned();
-    if let (Some(identity), Some(model)) = (&identity, &model)
-        && !identity.allows_model(model)
-    {
-        return error_response(&forbidden_model(identity, model));
+    if let Some(identity) = &identity {
+        // The client's own fallbacks are models it asks for too.
+        let fallbacks =
+            request.extensions.get::<ClientFallbacks>().map(|f| f.0.as_slice()).unwrap_or_default();
+        let asked = model.iter().map(|m| m.to_string()).chain(
+            fallbacks
+                .iter()
+                .filter_map(|name| state.models.resolve(name).map(|(group, _)| group.name().to_owned())),
+        );
+        for asked in asked {
+            if !identity.allows_model(&asked) {
+                return error_response(&forbidden_model(identity, &asked));
+            }
+        }
     }
     let (end_user, chat, wants_usage) = match &request.op {
         Operation::Chat(chat) => (

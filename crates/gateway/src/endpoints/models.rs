@@ -1,10 +1,11 @@
 //! `GET /v1/models` and `GET /v1/models/{id}`: the names clients may send.
 //!
 //! A wildcard model (`groq/*`) is listed under its pattern; retrieving a concrete name it
-//! matches (`groq/llama-3.1-8b-instant`) answers for that name.
+//! matches (`groq/llama-3.1-8b-instant`) answers for that name. A virtual key sees the models
+//! it may call.
 
 use axum::{
-    Json,
+    Extension, Json,
     extract::{Path, State},
     response::{IntoResponse, Response},
 };
@@ -13,13 +14,18 @@ use switchyard_types::{
     openai::{Model, ModelList},
 };
 
-use crate::{app::AppState, models::owned_by, respond::error_response};
+use crate::{app::AppState, auth::Caller, models::owned_by, respond::error_response};
 
-pub(super) async fn list(State(state): State<AppState>) -> Json<ModelList> {
+pub(super) async fn list(
+    State(state): State<AppState>,
+    caller: Option<Extension<Caller>>,
+) -> Json<ModelList> {
+    let identity = caller.as_ref().and_then(|c| c.identity());
     let data = state
         .models
         .groups()
         .iter()
+        .filter(|g| identity.is_none_or(|i| i.allows_model(g.name())))
         .map(|g| Model {
             id: g.name().to_owned(),
             object: "model".into(),
