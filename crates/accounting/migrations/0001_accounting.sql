@@ -83,5 +83,4 @@ CREATE INDEX spend_request_id ON spend (request_id);
 CREATE INDEX spend_key_at ON spend (key_id, at);
 CREATE INDEX spend_team_at ON spend (team_id, at);
 CREATE INDEX spend_user_at ON spend (user_id, at);
-CREATE INDEX spend_model_at ON spend (model, at);
 CREATE INDEX spend_at ON spend (at);

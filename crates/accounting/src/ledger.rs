@@ -1,10 +1,13 @@
 //! The spend ledger's writer: records go into a queue on the request path and are written to the
 //! [`Store`] in batches by a background task, off the request path.
 //!
-//! [`LedgerHandle::record`] never blocks and never awaits: it pushes onto an unbounded channel.
-//! The writer writes a batch when it holds [`LedgerConfig::batch_size`] records or when its
-//! oldest record has waited [`LedgerConfig::flush_interval`], so **a crash loses at most one
-//! batch window** (the records of the last `flush_interval`, or of one batch being written).
+//! [`LedgerHandle::record`] never blocks on I/O and never awaits: it pushes onto a shared inbox
+//! (a mutex held for one push). The writer writes a batch when it holds
+//! [`LedgerConfig::batch_size`] records or when its oldest record has waited
+//! [`LedgerConfig::flush_interval`], so **a crash loses at most one batch window** (the records
+//! of the last `flush_interval`, or of one batch being written). A record wakes the writer only
+//! when it is the first of a window or fills a batch: at thousands of requests a second, a wake
+//! per record (a channel's) would cost the request path more than writing does.
 //! [`Ledger::close`] writes everything queued before it returns.
 //!
 //! Failure behaviour: a failed write keeps its records and is retried with exponential backoff
@@ -31,14 +34,14 @@ use std::{
     collections::VecDeque,
     future::Future,
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
 
 use tokio::{
-    sync::mpsc::{self, error::TryRecvError},
+    sync::Notify,
     task::JoinHandle,
     time::{Instant, sleep_until},
 };
@@ -86,29 +89,40 @@ pub struct Ledger {
     task: JoinHandle<()>,
 }
 
-/// Where requests record their spend. Cheap to clone (a channel sender and an `Arc`).
+/// Where requests record their spend. Cheap to clone (an `Arc`).
 #[derive(Debug, Clone)]
 pub struct LedgerHandle {
-    tx: mpsc::UnboundedSender<Msg>,
     shared: Arc<Shared>,
-}
-
-// Nearly every message is a record, so boxing it would add an allocation per request to save
-// nothing; `Close` is sent once.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug)]
-enum Msg {
-    Record(SpendRecord),
-    Close,
 }
 
 #[derive(Debug, Default)]
 struct Shared {
+    /// Records not yet taken by the writer.
+    inbox: Mutex<Vec<SpendRecord>>,
+    /// Wakes the writer: a window starts, a batch is full, or the ledger closes.
+    wake: Notify,
+    /// Set by the writer when it holds no record, so that the next record wakes it.
+    idle: AtomicBool,
+    batch_size: usize,
     written: AtomicU64,
     dropped: AtomicU64,
     closed: AtomicBool,
     /// Whether a record after close has been logged, so that a shutdown race logs once.
     told_closed: AtomicBool,
+}
+
+impl Shared {
+    /// Marks the ledger closed under the inbox's lock and returns the guard.
+    fn inbox_closing(&self) -> std::sync::MutexGuard<'_, Vec<SpendRecord>> {
+        let inbox = self.inbox();
+        self.closed.store(true, Ordering::SeqCst);
+        inbox
+    }
+
+    fn inbox(&self) -> std::sync::MutexGuard<'_, Vec<SpendRecord>> {
+        // Every critical section is one push or one swap: a panic cannot leave it half done.
+        self.inbox.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 // === impl Ledger ===
@@ -120,25 +134,23 @@ impl Ledger {
     ///
     /// Outside a Tokio runtime (as `tokio::spawn` does).
     pub fn start(store: Store, config: LedgerConfig) -> Ledger {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared::default());
+        let batch_size = config.batch_size.max(1);
+        let shared = Arc::new(Shared { batch_size, idle: AtomicBool::new(true), ..Shared::default() });
         let writer = Writer {
             store,
-            batch_size: config.batch_size.max(1),
+            batch_size,
             flush_interval: config.flush_interval,
-            rx,
             shared: shared.clone(),
             queue: VecDeque::new(),
             oldest_at: None,
             retry_at: None,
             backoff: FIRST_BACKOFF,
             closing: false,
-            rx_done: false,
             last_drop_log: None,
             dropped_unlogged: 0,
         };
         let task = tokio::spawn(writer.run());
-        Ledger { handle: LedgerHandle { tx, shared }, task }
+        Ledger { handle: LedgerHandle { shared }, task }
     }
 
     /// A handle to record spend with.
@@ -151,8 +163,9 @@ impl Ledger {
     /// with `tokio::time::timeout` if shutdown must not wait.
     pub fn close(self) -> impl Future<Output = LedgerStats> + Send {
         // Done now, not when the future is first polled: records after this call are refused.
-        self.handle.shared.closed.store(true, Ordering::SeqCst);
-        let _ = self.handle.tx.send(Msg::Close);
+        // Under the inbox's lock, so that no record slips in after the writer's last look.
+        drop(self.handle.shared.inbox_closing());
+        self.handle.shared.wake.notify_one();
         let Ledger { handle, task } = self;
         async move {
             if let Err(err) = task.await {
@@ -169,11 +182,21 @@ impl LedgerHandle {
     /// Queues a record for writing. Never blocks, never fails: after [`Ledger::close`] the record
     /// is counted as dropped (and logged once).
     pub fn record(&self, record: SpendRecord) {
-        if self.shared.closed.load(Ordering::Relaxed) || self.tx.send(Msg::Record(record)).is_err() {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-            if !self.shared.told_closed.swap(true, Ordering::Relaxed) {
+        let shared = &*self.shared;
+        let mut inbox = shared.inbox();
+        if shared.closed.load(Ordering::Relaxed) {
+            drop(inbox);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
+            if !shared.told_closed.swap(true, Ordering::Relaxed) {
                 tracing::error!("a spend record arrived after the ledger was closed and is lost");
             }
+            return;
+        }
+        inbox.push(record);
+        let full = inbox.len() >= shared.batch_size;
+        drop(inbox);
+        if full || shared.idle.swap(false, Ordering::AcqRel) {
+            shared.wake.notify_one();
         }
     }
 
@@ -193,7 +216,6 @@ struct Writer {
     store: Store,
     batch_size: usize,
     flush_interval: Duration,
-    rx: mpsc::UnboundedReceiver<Msg>,
     shared: Arc<Shared>,
     /// Records waiting, oldest first, with their row ids once a write was attempted.
     queue: VecDeque<(Option<String>, SpendRecord)>,
@@ -203,7 +225,6 @@ struct Writer {
     retry_at: Option<Instant>,
     backoff: Duration,
     closing: bool,
-    rx_done: bool,
     last_drop_log: Option<Instant>,
     dropped_unlogged: u64,
 }
@@ -211,56 +232,44 @@ struct Writer {
 impl Writer {
     async fn run(mut self) {
         loop {
-            self.drain();
+            self.take_inbox();
             if self.ready() {
                 self.write_batch().await;
                 continue;
             }
-            if self.closing && self.rx_done && self.queue.is_empty() {
+            if self.closing && self.queue.is_empty() {
                 break;
             }
             let wake = self.retry_at.or_else(|| self.oldest_at.map(|at| at + self.flush_interval));
+            if self.queue.is_empty() {
+                self.shared.idle.store(true, Ordering::Release);
+            }
             tokio::select! {
-                msg = self.rx.recv(), if !self.rx_done => self.receive(msg),
+                () = self.shared.wake.notified() => {}
                 () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
             }
         }
         self.log_drops(true);
     }
 
-    /// Takes whatever is already in the channel, without waiting.
-    fn drain(&mut self) {
-        while !self.rx_done {
-            match self.rx.try_recv() {
-                Ok(msg) => self.receive(Some(msg)),
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => self.receive(None),
-            }
+    /// Moves what requests recorded into the queue, and notes whether the ledger is closing.
+    fn take_inbox(&mut self) {
+        let taken = {
+            let mut inbox = self.shared.inbox();
+            self.closing = self.shared.closed.load(Ordering::Relaxed);
+            std::mem::take(&mut *inbox)
+        };
+        if taken.is_empty() {
+            return;
         }
-    }
-
-    fn receive(&mut self, msg: Option<Msg>) {
-        match msg {
-            Some(Msg::Record(record)) => {
-                self.oldest_at.get_or_insert_with(Instant::now);
-                self.queue.push_back((None, record));
-                if self.queue.len() > MAX_WAITING {
-                    self.queue.pop_front();
-                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                    self.dropped_unlogged += 1;
-                    self.log_drops(false);
-                }
-            }
-            Some(Msg::Close) => {
-                self.closing = true;
-                // Refuses later sends; what is already in the channel is still received.
-                self.rx.close();
-            }
-            // Every handle is gone: nothing more can come; write what is left and stop.
-            None => {
-                self.closing = true;
-                self.rx_done = true;
-            }
+        self.oldest_at.get_or_insert_with(Instant::now);
+        self.queue.extend(taken.into_iter().map(|record| (None, record)));
+        let over = self.queue.len().saturating_sub(MAX_WAITING);
+        if over > 0 {
+            self.queue.drain(..over);
+            self.shared.dropped.fetch_add(over as u64, Ordering::Relaxed);
+            self.dropped_unlogged += over as u64;
+            self.log_drops(false);
         }
     }
 

@@ -45,7 +45,10 @@ async fn ten_thousand_records_from_many_tasks_are_all_written() {
             expected += task.await.unwrap();
         }
         let began = Instant::now();
-        let stats = ledger.close().await;
+        // Bounded: a ledger whose writes keep failing retries forever, and the test must say so.
+        let stats = tokio::time::timeout(std::time::Duration::from_secs(60), ledger.close())
+            .await
+            .unwrap_or_else(|_| panic!("{backend}: the ledger did not write its records within 60 s"));
         eprintln!("{backend}: close() wrote the rest in {:?}", began.elapsed());
         assert_eq!(stats, LedgerStats { written: 10_000, dropped: 0 }, "{backend}");
         let team = format!("team_{run}");
@@ -74,7 +77,10 @@ async fn a_partial_batch_is_written_after_the_flush_interval() {
         assert_eq!(requests_of(&store, &format!("team_{run}")).await, 5);
 
         // After close, records are refused and counted.
-        let stats = ledger.close().await;
+        // Bounded: a ledger whose writes keep failing retries forever, and the test must say so.
+        let stats = tokio::time::timeout(std::time::Duration::from_secs(60), ledger.close())
+            .await
+            .unwrap_or_else(|_| panic!("{backend}: the ledger did not write its records within 60 s"));
         assert_eq!(stats, LedgerStats { written: 5, dropped: 0 });
         handle.record(record(9, &run, 2_000));
         assert_eq!(handle.stats(), LedgerStats { written: 5, dropped: 1 }, "{backend}");

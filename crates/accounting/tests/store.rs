@@ -527,6 +527,27 @@ async fn spend_records_read_back_and_request_ids_may_repeat() {
 }
 
 #[tokio::test]
+async fn batches_whose_optional_fields_are_null_in_one_and_set_in_the_next_are_both_written() {
+    let (stores, _file) = backends("batches_with_nulls").await;
+    for (backend, store) in stores {
+        let run = unique();
+        // A batch is written in statements of up to 64 rows on one connection; the same
+        // statement twice, with a stream's ttft_ms where the other had a non-streamed answer's
+        // NULL, must be written both times.
+        let batch: Vec<_> = (0..128u64)
+            .map(|i| {
+                let mut r = record(40 + i, &run, 4_000 + i as i64);
+                r.ttft_ms = ((i < 64) == (i % 2 == 0)).then_some(12.5);
+                r
+            })
+            .collect();
+        for _ in 0..2 {
+            store.insert_spend(&batch).await.unwrap_or_else(|e| panic!("{backend}: {e}"));
+        }
+    }
+}
+
+#[tokio::test]
 async fn batches_of_500_are_quick() {
     let (stores, _file) = backends("batches_of_500_are_quick").await;
     for (backend, store) in stores {

@@ -78,8 +78,9 @@ pub struct AppState {
     pub allow_client_fallbacks: bool,
     /// Metrics and request logs.
     pub telemetry: Telemetry,
-    /// Keys, the ledger, the meter and prices.
-    pub accounts: Accounts,
+    /// Keys, the ledger, the meter and prices (behind one `Arc`: the state is cloned for
+    /// every request).
+    pub accounts: Arc<Accounts>,
     /// Unix seconds at start, reported as models' `created`.
     pub started_at: u64,
 }
@@ -132,7 +133,7 @@ pub fn router(models: Arc<RouteTable>, options: AppOptions) -> Router {
         max_body_bytes: options.max_body_bytes,
         allow_client_fallbacks: options.allow_client_fallbacks,
         telemetry: options.telemetry.clone(),
-        accounts: options.accounts.clone(),
+        accounts: Arc::new(options.accounts.clone()),
         started_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
     };
     let mut operator = endpoints::admin();
@@ -144,10 +145,11 @@ pub fn router(models: Arc<RouteTable>, options: AppOptions) -> Router {
             operator = operator.merge(endpoints::metrics());
         }
     }
-    let auth = Authenticator { master: options.master_key, keys: options.accounts.keys.clone() };
+    // Shared, not cloned per request: the key cache's handles are several reference counts.
+    let auth = Arc::new(Authenticator { master: options.master_key, keys: options.accounts.keys.clone() });
     let api = endpoints::api().merge(operator.layer(middleware::from_fn(require_operator))).layer(
         middleware::from_fn(move |request: Request, next: middleware::Next| {
-            authenticate(auth.clone(), request, next)
+            authenticate(Arc::clone(&auth), request, next)
         }),
     );
     let request_id = http::HeaderName::from_static(headers::REQUEST_ID);

@@ -63,7 +63,7 @@ pub struct Authenticator {
 }
 
 /// Middleware: works out the [`Caller`], or refuses the request with 401.
-pub async fn authenticate(auth: Authenticator, mut request: Request, next: Next) -> Response {
+pub async fn authenticate(auth: Arc<Authenticator>, mut request: Request, next: Next) -> Response {
     let caller = match presented_key(request.headers()) {
         // Anything with the virtual keys' prefix is meant as one: a malformed one is refused as
         // unknown, never taken for an anonymous caller.

@@ -93,9 +93,6 @@ impl Server {
             None => None,
         };
         let (accounts, ledger) = accounting::start(config, &models).await?;
-        // The tokenizer that counts usage a provider did not report takes tens of milliseconds
-        // to build: build it now, not on the first request that needs it.
-        tokio::task::spawn_blocking(switchyard_accounting::tokens::warm_up);
         let authenticated = master_key.is_some();
         let app = router(
             Arc::clone(&models),

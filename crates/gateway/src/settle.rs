@@ -78,7 +78,7 @@ pub(crate) struct Settle {
 
 /// Who a request's spend is charged to, and what settling it needs.
 pub(crate) struct Spend {
-    pub(crate) accounts: Accounts,
+    pub(crate) accounts: Arc<Accounts>,
     pub(crate) identity: Option<Arc<Identity>>,
     /// The end user the client named (`user`).
     pub(crate) end_user: Option<String>,

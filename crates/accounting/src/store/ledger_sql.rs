@@ -15,9 +15,11 @@ const SPEND_COLUMNS: &str = "id, request_id, at, key_id, team_id, user_id, end_u
      cost_nanos, cache_hit, cost_saved_nanos, latency_ms, ttft_ms, status, error, tags";
 const PARAMS_PER_ROW: usize = 24;
 
-/// Rows per INSERT statement: 500 × 24 = 12,000 parameters, under SQLite's limit (32,766) and
-/// PostgreSQL's (65,535), and few enough statements that a batch is a handful of round trips.
-const ROWS_PER_STATEMENT: usize = 500;
+/// The most rows per INSERT statement: 64 × 24 = 1,536 parameters. A batch is written as
+/// statements of 64, 32, 16, 8, 4, 2 and 1 rows (its size in binary), so that a SQLite
+/// connection prepares at most seven statements once and reuses them: parsing a fresh statement
+/// of a few thousand parameters for every batch cost this process more than inserting its rows.
+const ROWS_PER_STATEMENT: usize = 64;
 
 /// Characters of randomness in a spend row id (`sp_...`): ≈131 bits, so that ids made by
 /// independent replicas never collide.
@@ -48,11 +50,19 @@ impl Store {
             Ok(tx) => tx,
             Err(e) => return Err(err(e)),
         };
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let size =
+                if rest.len() >= ROWS_PER_STATEMENT { ROWS_PER_STATEMENT } else { 1 << rest.len().ilog2() };
+            let (chunk, after) = rest.split_at(size);
+            rest = after;
             let sql = insert_sql(self.backend, chunk.len());
-            // Not prepared for reuse: batch sizes vary, and a cached 12,000-parameter statement
-            // per size per connection would only use memory on the server.
-            let mut query = sqlx::query(&sql).persistent(false);
+            // Prepared once per connection on SQLite, where parsing is this process's work.
+            // Not on PostgreSQL: a statement prepared there fixes each parameter's type, and
+            // the Any driver types a NULL (a stream's missing `ttft_ms`) differently from a
+            // value, so a reused statement would refuse the next batch's binds.
+            let persistent = self.backend == Backend::Sqlite;
+            let mut query = sqlx::query(&sql).persistent(persistent);
             for (id, r) in chunk {
                 query = query
                     .bind(*id)
@@ -160,9 +170,16 @@ impl Store {
 }
 
 /// `n` fresh spend row ids, from one draw of the CSPRNG.
+///
+/// Each id opens with the time in milliseconds (11 hex digits), so that ids grow with time and a
+/// batch is appended at the end of the primary key's B-tree instead of scattered through it:
+/// random keys made SQLite's inserts several times dearer.
 pub(crate) fn new_spend_ids(n: usize) -> Vec<String> {
+    let now = u64::try_from(crate::model::now_ms()).unwrap_or(0);
     let random = crate::keys::random_base62(SPEND_ID_CHARS * n);
-    (0..n).map(|i| format!("sp_{}", &random[i * SPEND_ID_CHARS..(i + 1) * SPEND_ID_CHARS])).collect()
+    (0..n)
+        .map(|i| format!("sp_{now:011x}{}", &random[i * SPEND_ID_CHARS..(i + 1) * SPEND_ID_CHARS]))
+        .collect()
 }
 
 /// `INSERT ... VALUES (...), (...)` for `rows` rows.
@@ -237,6 +254,7 @@ mod tests {
         assert_eq!(stored.len(), 2);
         assert_eq!(stored[0].latency_ms, 0.0, "NaN latency stored as 0");
         assert_eq!(store.spent_since(&Scope::Key("key_a".into()), 0).await.unwrap(), 1_000_000_000);
-        assert!(ids[0].starts_with("sp_") && ids[0].len() == 25 && ids[0] != ids[1]);
+        assert!(ids[0].starts_with("sp_") && ids[0].len() == 3 + 11 + SPEND_ID_CHARS && ids[0] != ids[1]);
+        assert!(ids[0][3..14] <= new_spend_ids(1)[0][3..14], "ids grow with time");
     }
 }

@@ -139,7 +139,7 @@ async fn serve<T: DeserializeOwned>(
         request.extensions.insert(Arc::clone(identity));
     }
     let spend = Spend {
-        accounts: state.accounts.clone(),
+        accounts: Arc::clone(&state.accounts),
         identity,
         end_user,
         requested: request.model().to_owned(),
