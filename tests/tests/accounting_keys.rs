@@ -228,3 +228,34 @@ async fn without_a_master_key_virtual_keys_still_carry_their_limits() {
     let (status, _, body) = chat(&gateway, "sk-sy-not-a-real-key", "m").await;
     assert_eq!(status, 401, "a malformed virtual key is refused, not taken as anonymous: {body}");
 }
+
+#[tokio::test]
+async fn a_stream_whose_provider_reports_no_usage_is_counted_with_the_tokenizer() {
+    // Mistral's preset is not sent `stream_options`, so the mock streams no usage chunk.
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let yaml = format!(
+        "accounting:\n  ledger_flush_interval_ms: 20\nmodels:\n  - name: m\n    deployments:\n      - {{provider: mistral, model: up, api_base: '{}', api_key: sk-upstream-0123456789}}\n",
+        mock.url()
+    );
+    let gateway = Gateway::start(&yaml).await;
+    let response = client()
+        .post(gateway.url("/v1/chat/completions"))
+        .header("x-request-id", "estimate-me")
+        .json(&chat_body("m", true))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.text().await.unwrap().contains("[DONE]"));
+    assert_eq!(mock.stats().completion_tokens, 0, "the provider reported no usage");
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        records = gateway.store().spend_by_request("estimate-me").await.unwrap();
+        if !records.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let [record] = records.as_slice() else { panic!("one record for the request: {records:?}") };
+    assert!(record.usage_estimated, "{record:?}");
+    assert!(record.usage.input > 0 && record.usage.output > 0, "prompt and answer counted: {record:?}");
+}

@@ -9,7 +9,7 @@
 //! Usage is what the provider reported. When it reported none (a server that ignores
 //! `stream_options.include_usage`, a stream cut midway), the prompt and the answer's text
 //! are counted with a real tokenizer and the record is marked as estimated; for that a
-//! stream keeps its chunks (shared buffers, up to 1 MiB) until it ends or reports usage.
+//! stream keeps a copy of its chunks (up to 1 MiB) until it ends or reports usage.
 //! Cost is the serving deployment's price (configured, else the built-in catalog's) applied
 //! to the usage by kind. The gateway's own time, which the `x-switchyard-overhead-ms` header
 //! reports, is the time until the answer (or its first chunk) was ready, less what the
@@ -30,7 +30,6 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
 use futures_core::Stream;
 use http::HeaderValue;
 use switchyard_accounting::{
@@ -379,11 +378,15 @@ struct Watched {
     kept: Option<Kept>,
 }
 
-/// Chunks kept to count a stream's output if it never reports its usage.
+/// Chunks kept to count a stream's output if it never reports its usage: copied, one after the
+/// other, since a chunk's bytes share the whole read buffer they arrived in, and holding that
+/// buffer for every chunk of two thousand open streams cost more memory than the streams did.
 #[derive(Default)]
 struct Kept {
-    chunks: Vec<Bytes>,
-    bytes: usize,
+    /// The chunks' JSON, one after the other.
+    bytes: Vec<u8>,
+    /// Where each chunk ends in `bytes`.
+    ends: Vec<usize>,
 }
 
 /// The most a stream keeps to count its output: beyond it, the rest is not counted.
@@ -394,7 +397,10 @@ impl Watched {
         if let Some(settle) = self.settle.take() {
             let text = match (self.usage, self.kept.take()) {
                 (None, Some(kept)) => {
-                    Some(kept.chunks.iter().map(|chunk| answer_text(chunk, "delta")).collect::<String>())
+                    let starts = std::iter::once(0).chain(kept.ends.iter().copied());
+                    let chunks =
+                        starts.zip(kept.ends.iter().copied()).map(|(from, to)| &kept.bytes[from..to]);
+                    Some(chunks.map(|chunk| answer_text(chunk, "delta")).collect::<String>())
                 }
                 _ => None,
             };
@@ -417,10 +423,10 @@ impl Stream for Watched {
                     self.usage = Some(usage(reported));
                     self.kept = None;
                 } else if let Some(kept) = &mut self.kept
-                    && kept.bytes < MAX_KEPT_BYTES
+                    && kept.bytes.len() < MAX_KEPT_BYTES
                 {
-                    kept.bytes += chunk.raw().len();
-                    kept.chunks.push(chunk.raw().clone());
+                    kept.bytes.extend_from_slice(chunk.raw());
+                    kept.ends.push(kept.bytes.len());
                 }
                 if !self.model_seen {
                     self.model_seen = true;
