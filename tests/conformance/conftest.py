@@ -205,6 +205,8 @@ CONFIG_TEMPLATE = """\
 server:
   listen: 127.0.0.1:{gateway_port}
   master_key: ${{SWITCHYARD_MASTER_KEY}}
+database:
+  url: 'sqlite://{ledger}'
 models:
   - name: gpt-4o-mini
     deployments:
@@ -251,7 +253,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, closed_port: int) -> Iterato
     def gateway_argv(port: int) -> list[str]:
         config_path.write_text(
             CONFIG_TEMPLATE.format(
-                gateway_port=port, mock_port=mock_port, closed_port=closed_port, upstream_key=UPSTREAM_KEY
+                gateway_port=port,
+                mock_port=mock_port,
+                closed_port=closed_port,
+                upstream_key=UPSTREAM_KEY,
+                # The session's own ledger, not a switchyard.db in the working directory.
+                ledger=workdir / "ledger.db",
             )
         )
         return [str(gateway_bin), "serve", "--config", str(config_path), "--drain-secs", "5"]
