@@ -104,8 +104,6 @@ pub struct Decision {
     pub refusal: Option<Refusal>,
     /// What was reserved, to settle when the request ends.
     pub grant: Option<Grant>,
-    /// The cost reserved, in nano-dollars.
-    pub reserved_nanos: i64,
 }
 
 impl AdmissionSlot {
@@ -250,7 +248,7 @@ where
     }
 
     fn call(&mut self, request: LlmRequest) -> Self::Future {
-        let (charges, reserved_nanos) = charges(&request, &self.settings);
+        let charges = charges(&request, &self.settings);
         if charges.is_empty() {
             return AdmissionFuture { state: State::Inner { future: self.inner.call(request) } };
         }
@@ -266,7 +264,6 @@ where
                         slot.with(|d| {
                             d.standings = admitted.standings;
                             d.grant = Some(admitted.grant);
-                            d.reserved_nanos = reserved_nanos;
                         });
                     }
                     Ok(())
@@ -284,8 +281,8 @@ where
     }
 }
 
-/// Every limit that applies to `request`, and the cost reserved.
-fn charges(request: &LlmRequest, settings: &AdmissionSettings) -> (Vec<Charge>, i64) {
+/// Every limit that applies to `request`, with what it reserves.
+fn charges(request: &LlmRequest, settings: &AdmissionSettings) -> Vec<Charge> {
     let identity = request.extensions.get::<Arc<Identity>>();
     let model = request.extensions.get::<ResolvedModel>().map(|m| &*m.0);
     let mut scoped: Vec<(Scope, &Limits)> = Vec::with_capacity(4);
@@ -303,7 +300,7 @@ fn charges(request: &LlmRequest, settings: &AdmissionSettings) -> (Vec<Charge>, 
     }
     scoped.retain(|(_, limits)| !limits.is_unlimited());
     if scoped.is_empty() {
-        return (Vec::new(), 0);
+        return Vec::new();
     }
 
     let size = request.extensions.get::<RequestSize>().map_or(0, |s| s.0);
@@ -329,7 +326,7 @@ fn charges(request: &LlmRequest, settings: &AdmissionSettings) -> (Vec<Charge>, 
         add(MeterKind::Parallel, count(limits.max_parallel), 1);
         add(MeterKind::Budget(limits.budget_period), limits.budget_usd.map(to_nanos), nanos);
     }
-    (charges, nanos)
+    charges
 }
 
 /// The client's error for a refusal: which limit, how far it is used, and when it resets.

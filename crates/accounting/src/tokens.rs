@@ -7,8 +7,8 @@
 //! within ten or twenty percent for prose.
 //!
 //! Two costs to know. Building the encoder parses 200,000 ranks and takes tens of
-//! milliseconds, so it is built once, on first use, and shared; call [`warm_up`] at start-up
-//! to keep that off the first request. Encoding costs time in proportion to the text, so the
+//! milliseconds, so it is built once, on first use, and shared (about 60 MiB); [`warm_up`] builds it
+//! ahead of time, to keep that off the first request that needs it. Encoding costs time in proportion to the text, so the
 //! admission path, which runs before every request, uses [`estimate_prompt_tokens`] (a
 //! division of the body's length) instead.
 //!

@@ -247,24 +247,6 @@ impl PriceBook {
             .filter_map(|(_, priced)| priced.price(requested))
             .max_by(|a, b| (a.input + a.output).total_cmp(&(b.input + b.output)))
     }
-
-    /// The deployments that have no price, as `model: deployment`, for `switchyard check`.
-    pub fn unpriced(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .models
-            .iter()
-            .flat_map(|(model, deployments)| {
-                deployments.iter().filter_map(move |(label, priced)| match priced {
-                    Priced::Catalog { model: Some(_), .. } if priced.price("").is_none() => {
-                        Some(format!("{model}: {label}"))
-                    }
-                    _ => None,
-                })
-            })
-            .collect();
-        out.sort();
-        out
-    }
 }
 
 impl Priced {
