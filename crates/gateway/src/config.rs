@@ -17,7 +17,7 @@ use std::{
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
-use switchyard_providers::presets;
+use switchyard_providers::presets::{self, Dialect};
 
 mod accounting;
 mod routing;
@@ -157,6 +157,30 @@ pub struct DeploymentConfig {
     /// Azure's `api-version`.
     #[serde(default)]
     pub api_version: Option<String>,
+    /// Bedrock and Vertex AI: the region (`us-east-1`, `us-central1`), which also picks the
+    /// endpoint. Bedrock falls back to `AWS_REGION`, then `AWS_DEFAULT_REGION`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Vertex AI: the Google Cloud project id.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// Vertex AI: a service account's JSON key file; else `GOOGLE_APPLICATION_CREDENTIALS`.
+    /// An OAuth access token given as `api_key` is used as it is instead.
+    #[serde(default)]
+    pub credentials_file: Option<String>,
+    /// Bedrock: the AWS access key id; else `AWS_ACCESS_KEY_ID`.
+    #[serde(default)]
+    pub aws_access_key_id: Option<Secret>,
+    /// Bedrock: the AWS secret access key; else `AWS_SECRET_ACCESS_KEY`.
+    #[serde(default)]
+    pub aws_secret_access_key: Option<Secret>,
+    /// Bedrock: an AWS session token for temporary credentials; else `AWS_SESSION_TOKEN`.
+    #[serde(default)]
+    pub aws_session_token: Option<Secret>,
+    /// The `max_tokens` sent to a provider that requires one (Anthropic, Bedrock) when the
+    /// request has none (default 4096).
+    #[serde(default)]
+    pub default_max_tokens: Option<u32>,
     /// Extra headers to send upstream.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -369,6 +393,13 @@ impl DeploymentConfig {
             api_key,
             api_base: None,
             api_version: None,
+            region: None,
+            project: None,
+            credentials_file: None,
+            aws_access_key_id: None,
+            aws_secret_access_key: None,
+            aws_session_token: None,
+            default_max_tokens: None,
             headers: BTreeMap::new(),
             timeout_ms: None,
             ttft_timeout_ms: None,
@@ -393,6 +424,65 @@ impl DeploymentConfig {
             return None;
         }
         env.get(preset.key_env?).filter(|k| !k.is_empty()).cloned()
+    }
+
+    /// The region a Bedrock deployment signs for: its own, else the AWS environment's.
+    pub fn aws_region(&self, env: &HashMap<String, String>) -> Option<String> {
+        self.region
+            .clone()
+            .or_else(|| env.get("AWS_REGION").cloned())
+            .or_else(|| env.get("AWS_DEFAULT_REGION").cloned())
+            .filter(|r| !r.is_empty())
+    }
+
+    /// A configured secret, else the environment variable `var`.
+    pub fn secret_or_env(
+        &self,
+        secret: &Option<Secret>,
+        var: &str,
+        env: &HashMap<String, String>,
+    ) -> Option<String> {
+        secret
+            .as_ref()
+            .map(|s| s.expose().to_owned())
+            .or_else(|| env.get(var).cloned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn check_bedrock(&self, path: &str, env: &HashMap<String, String>, problems: &mut Vec<String>) {
+        let at_provider = at(&self.provider);
+        if self.aws_region(env).is_none() {
+            problems.push(format!(
+                "{path}.region{at_provider}: Bedrock deployments need a region: set region (e.g. us-east-1) or export AWS_REGION"
+            ));
+        }
+        let id = self.secret_or_env(&self.aws_access_key_id, "AWS_ACCESS_KEY_ID", env);
+        let secret = self.secret_or_env(&self.aws_secret_access_key, "AWS_SECRET_ACCESS_KEY", env);
+        if id.is_none() || secret.is_none() {
+            problems.push(format!(
+                "{path}.aws_access_key_id{at_provider}: Bedrock deployments need AWS credentials: set aws_access_key_id and aws_secret_access_key (e.g. ${{AWS_ACCESS_KEY_ID}}) or export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            ));
+        }
+    }
+
+    fn check_vertex(&self, path: &str, env: &HashMap<String, String>, problems: &mut Vec<String>) {
+        let at_provider = at(&self.provider);
+        if self.project.as_deref().is_none_or(str::is_empty) {
+            problems.push(format!("{path}.project{at_provider}: Vertex AI deployments need project: your Google Cloud project id"));
+        }
+        if self.region.as_deref().is_none_or(str::is_empty) {
+            problems.push(format!(
+                "{path}.region{at_provider}: Vertex AI deployments need region (e.g. us-central1, or global)"
+            ));
+        }
+        let has_credentials = self.api_key.is_some()
+            || self.credentials_file.is_some()
+            || env.get("GOOGLE_APPLICATION_CREDENTIALS").is_some_and(|f| !f.is_empty());
+        if !has_credentials {
+            problems.push(format!(
+                "{path}.credentials_file{at_provider}: Vertex AI deployments need credentials: set credentials_file to a service account key file, export GOOGLE_APPLICATION_CREDENTIALS, or give an OAuth access token as api_key (e.g. api_key: ${{VERTEX_ACCESS_TOKEN}})"
+            ));
+        }
     }
 
     fn check(
@@ -438,7 +528,13 @@ impl DeploymentConfig {
             ));
             return;
         };
-        if preset.api_base.is_none() && self.api_base.is_none() {
+        match preset.dialect {
+            Dialect::Bedrock => self.check_bedrock(path, env, problems),
+            Dialect::Vertex => self.check_vertex(path, env, problems),
+            _ => {}
+        }
+        let endpoint_from_region = matches!(preset.dialect, Dialect::Bedrock | Dialect::Vertex);
+        if preset.api_base.is_none() && self.api_base.is_none() && !endpoint_from_region {
             problems.push(format!(
                 "{path}.api_base{at_provider}: provider `{provider}` has no default endpoint; set api_base (e.g. https://<resource>.openai.azure.com)"
             ));

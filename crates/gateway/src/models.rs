@@ -14,7 +14,7 @@ use switchyard_providers::{
     client::{ClientSettings, build_client},
     mock::MockProvider,
     openai::{OpenAiCompatible, OpenAiSettings},
-    presets,
+    presets::{self, Dialect},
 };
 use switchyard_router::{
     DeploymentService, Endpoint, EndpointSettings, GroupSettings, ModelGroup, Price, RouteTable,
@@ -137,7 +137,13 @@ fn build_endpoint(
     let adapter: DeploymentService = if provider == MOCK_PROVIDER {
         BoxCloneSyncService::new(MockProvider::new(Arc::clone(&label)))
     } else {
-        BoxCloneSyncService::new(openai_adapter(config, Arc::clone(&label), clients, env)?)
+        let preset = presets::preset(provider).ok_or_else(|| format!("unknown provider `{provider}`"))?;
+        match preset.dialect {
+            Dialect::OpenAi => {
+                BoxCloneSyncService::new(openai_adapter(config, preset, Arc::clone(&label), clients, env)?)
+            }
+            dialect => return Err(format!("the {dialect:?} adapter is not built yet")),
+        }
     };
     // With traces on, the provider request carries the attempt span's `traceparent`. The
     // layer runs inside the attempt span (the router calls the deployment there); it is left
@@ -166,19 +172,41 @@ fn build_endpoint(
 
 fn openai_adapter(
     config: &DeploymentConfig,
+    preset: &presets::Preset,
     label: Arc<str>,
     clients: &mut Clients,
     env: &HashMap<String, String>,
 ) -> Result<OpenAiCompatible, String> {
-    let provider = config.provider.value.as_str();
     let model = config.model.value.as_str();
-    let preset = presets::preset(provider).ok_or_else(|| format!("unknown provider `{provider}`"))?;
-    let api_base = config
+    let settings = OpenAiSettings {
+        label,
+        api_base: api_base(config, preset)?,
+        api_key: config.resolved_key(env),
+        auth: preset.auth,
+        url_style: preset.url_style,
+        api_version: config.api_version.clone(),
+        model: (model != "*").then(|| model.to_owned()),
+        headers: headers(config)?,
+    };
+    // Streams are billed from the usage the provider reports at their end: ask for it where the
+    // provider accepts `stream_options` (the gateway drops the report for a client that did not ask).
+    OpenAiCompatible::new(clients.get(config.connect_timeout_ms)?, settings)
+        .map(|adapter| adapter.asking_stream_usage(preset.accepts_stream_options))
+        .map_err(|e| e.to_string())
+}
+
+/// The deployment's base URL: its own, else its preset's.
+fn api_base(config: &DeploymentConfig, preset: &presets::Preset) -> Result<String, String> {
+    config
         .api_base
         .as_ref()
         .map(|b| b.value.clone())
         .or_else(|| preset.api_base.map(str::to_owned))
-        .ok_or("no api_base")?;
+        .ok_or_else(|| format!("provider `{}` has no default endpoint: set api_base", preset.name))
+}
+
+/// The deployment's configured extra headers.
+fn headers(config: &DeploymentConfig) -> Result<HeaderMap, String> {
     let mut headers = HeaderMap::new();
     for (name, value) in &config.headers {
         let name =
@@ -187,21 +215,7 @@ fn openai_adapter(
             HeaderValue::try_from(value.as_str()).map_err(|_| format!("bad value for header `{name}`"))?;
         headers.insert(name, value);
     }
-    let settings = OpenAiSettings {
-        label,
-        api_base,
-        api_key: config.resolved_key(env),
-        auth: preset.auth,
-        url_style: preset.url_style,
-        api_version: config.api_version.clone(),
-        model: (model != "*").then(|| model.to_owned()),
-        headers,
-    };
-    // Streams are billed from the usage the provider reports at their end: ask for it where the
-    // provider accepts `stream_options` (the gateway drops the report for a client that did not ask).
-    OpenAiCompatible::new(clients.get(config.connect_timeout_ms)?, settings)
-        .map(|adapter| adapter.asking_stream_usage(preset.accepts_stream_options))
-        .map_err(|e| e.to_string())
+    Ok(headers)
 }
 
 #[cfg(test)]

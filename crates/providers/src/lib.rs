@@ -36,3 +36,4 @@ pub mod client;
 pub mod mock;
 pub mod openai;
 pub mod presets;
+pub mod upstream;

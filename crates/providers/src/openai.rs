@@ -23,12 +23,11 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
 };
 
 use bytes::Bytes;
 use futures_core::{Stream, future::BoxFuture};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
 use pin_project_lite::pin_project;
 use switchyard_types::{
     json::Json,
@@ -40,6 +39,7 @@ use switchyard_types::{
 use crate::{
     client::is_stale_connection,
     presets::{AuthStyle, UrlStyle},
+    upstream::{classify, redact, retry_after, transport_error, upstream_error},
 };
 
 /// Everything an OpenAI-compatible deployment needs to send requests.
@@ -265,18 +265,7 @@ impl Inner {
     }
 
     fn transport_error(&self, err: &reqwest::Error) -> LlmError {
-        let label = &self.settings.label;
-        let cause = error_chain(err);
-        if err.is_timeout() {
-            LlmError::new(ErrorClass::Timeout, format!("{label} did not answer in time: {cause}"))
-        } else if err.is_connect() {
-            LlmError::new(
-                ErrorClass::Unreachable,
-                format!("could not connect to {label} at {}: {cause}", self.settings.api_base),
-            )
-        } else {
-            LlmError::new(ErrorClass::UpstreamServer, format!("the request to {label} failed: {cause}"))
-        }
+        transport_error(&self.settings.label, &self.settings.api_base, err)
     }
 
     async fn error_from(&self, response: reqwest::Response) -> LlmError {
@@ -304,105 +293,6 @@ impl Inner {
         }
         error
     }
-}
-
-/// Maps a provider's error answer onto an [`ErrorClass`].
-pub fn classify(status: StatusCode, code: Option<&str>, message: &str) -> ErrorClass {
-    let code = code.unwrap_or("");
-    let mentions = |needle: &str| code.contains(needle) || message.contains(needle);
-    match status.as_u16() {
-        400 | 422 if mentions("context_length") || mentions("maximum context length") => {
-            ErrorClass::ContextLengthExceeded
-        }
-        400 | 422 if mentions("content_filter") || mentions("content_policy") => ErrorClass::ContentPolicy,
-        400 | 422 => ErrorClass::BadRequest,
-        401 | 403 => ErrorClass::ProviderAuthentication,
-        404 => ErrorClass::NotFound,
-        408 | 504 => ErrorClass::Timeout,
-        413 => ErrorClass::PayloadTooLarge,
-        429 => ErrorClass::RateLimited,
-        503 | 529 => ErrorClass::Overloaded,
-        _ => ErrorClass::UpstreamServer,
-    }
-}
-
-/// What a provider's error body says.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct UpstreamError {
-    message: String,
-    code: Option<String>,
-    param: Option<String>,
-}
-
-/// Reads a provider's error body, whatever shape it has: OpenAI's
-/// `{"error":{"message","type","param","code"}}`, `{"error":"..."}`, `{"message":"..."}`,
-/// `{"detail":"..."}`, or plain text.
-fn upstream_error(body: &[u8]) -> UpstreamError {
-    let text = || {
-        let text = String::from_utf8_lossy(body);
-        let text = text.trim();
-        if text.is_empty() { "(empty body)".to_owned() } else { truncate(text, 500).to_owned() }
-    };
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return UpstreamError { message: text(), ..UpstreamError::default() };
-    };
-    let as_string = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
-    let error = value.get("error");
-    let message = as_string(error.and_then(|e| e.get("message")))
-        .or_else(|| as_string(error))
-        .or_else(|| as_string(value.get("message")))
-        .or_else(|| as_string(value.get("detail")));
-    UpstreamError {
-        message: message.unwrap_or_else(text),
-        code: as_string(error.and_then(|e| e.get("code"))),
-        param: as_string(error.and_then(|e| e.get("param"))),
-    }
-}
-
-fn truncate(text: &str, max: usize) -> &str {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => &text[..at],
-        None => text,
-    }
-}
-
-/// Removes our key from a provider's message (some echo a prefix of the key they rejected).
-fn redact(message: &str, key: Option<&str>) -> String {
-    match key {
-        Some(key) if key.len() >= 8 => message.replace(key, "<redacted>").replace(&key[..8], "<redacted>"),
-        _ => message.to_owned(),
-    }
-}
-
-/// `retry-after-ms` (OpenAI) or `Retry-After` in seconds.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let number = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
-    let duration = number("retry-after-ms")
-        .map(|ms| ms / 1000.0)
-        .or_else(|| number("retry-after"))
-        .filter(|s| s.is_finite() && *s >= 0.0)?;
-    Some(Duration::from_secs_f64(duration.min(3600.0)))
-}
-
-/// A readable cause for a transport failure, without the URL (it is in the label already).
-fn error_chain(err: &reqwest::Error) -> String {
-    use std::error::Error as _;
-    let mut out = String::from(if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "connection failed"
-    } else if err.is_body() {
-        "reading the response body failed"
-    } else {
-        "request failed"
-    });
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 pin_project! {
@@ -669,63 +559,5 @@ mod tests {
             let (sent, _) = send(original, &mock, body).await;
             assert!(sent.get("stream_options").is_none());
         }
-    }
-
-    #[test]
-    fn classifies_provider_errors() {
-        let c = |status: u16, code: Option<&str>, msg: &str| {
-            classify(StatusCode::from_u16(status).unwrap_or(StatusCode::IM_A_TEAPOT), code, msg)
-        };
-        assert_eq!(c(400, Some("context_length_exceeded"), ""), ErrorClass::ContextLengthExceeded);
-        assert_eq!(
-            c(400, None, "This model's maximum context length is 8192 tokens"),
-            ErrorClass::ContextLengthExceeded
-        );
-        assert_eq!(c(400, Some("content_filter"), ""), ErrorClass::ContentPolicy);
-        assert_eq!(c(400, None, "bad"), ErrorClass::BadRequest);
-        assert_eq!(c(401, None, ""), ErrorClass::ProviderAuthentication);
-        assert_eq!(c(429, None, ""), ErrorClass::RateLimited);
-        assert_eq!(c(503, None, ""), ErrorClass::Overloaded);
-        assert_eq!(c(504, None, ""), ErrorClass::Timeout);
-        assert_eq!(c(500, None, ""), ErrorClass::UpstreamServer);
-    }
-
-    #[test]
-    fn reads_every_error_body_shape() {
-        let openai =
-            br#"{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded"}}"#;
-        let read = upstream_error(openai);
-        assert_eq!(
-            (read.message.as_str(), read.code.as_deref()),
-            ("Rate limit reached", Some("rate_limit_exceeded"))
-        );
-        let with_param = upstream_error(
-            br#"{"error":{"message":"bad n","type":"invalid_request_error","param":"n","code":null}}"#,
-        );
-        assert_eq!(with_param.param.as_deref(), Some("n"));
-        assert_eq!(with_param.code, None);
-        assert_eq!(upstream_error(br#"{"error":"model not loaded"}"#).message, "model not loaded");
-        assert_eq!(upstream_error(br#"{"detail":"Not Found"}"#).message, "Not Found");
-        assert_eq!(upstream_error(b"Bad Gateway").message, "Bad Gateway");
-        assert_eq!(upstream_error(b"").message, "(empty body)");
-    }
-
-    #[test]
-    fn redacts_the_key_and_its_prefix() {
-        let key = "sk-proj-abcdefghijklmnop";
-        let message = "Incorrect API key provided: sk-proj-***mnop. Also sk-proj-abcdefghijklmnop";
-        let redacted = redact(message, Some(key));
-        assert!(!redacted.contains(key) && !redacted.contains("sk-proj-"), "{redacted}");
-    }
-
-    #[test]
-    fn retry_after_prefers_milliseconds() {
-        let mut headers = HeaderMap::new();
-        headers.insert("retry-after", HeaderValue::from_static("7"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        headers.insert("retry-after-ms", HeaderValue::from_static("1500"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
-        headers.insert("retry-after-ms", HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
     }
 }

@@ -1,5 +1,8 @@
-//! Presets: the OpenAI-compatible providers we know by name, with their real base URLs and
-//! the environment variable that conventionally holds their key.
+//! Presets: the providers we know by name, with their real base URLs, the environment variable
+//! that conventionally holds their key, and the [`Dialect`] they speak (which adapter serves
+//! them). Most speak OpenAI's; `anthropic`, `gemini`, `vertex`, `bedrock` and `cohere` have
+//! native adapters. `vertex` and `bedrock` have no fixed base URL: it follows from the
+//! deployment's region, and their credentials come from Google's and AWS's usual places.
 //!
 //! A preset saves writing `api_base`; any field of a deployment still overrides it.
 //!
@@ -21,6 +24,23 @@
 //! | mistral, together, fireworks, xai, perplexity, cerebras, deepinfra, lmstudio | no | not confirmed; several send usage on the last chunk unasked |
 //!
 //! [`OpenAiCompatible::asking_stream_usage`]: crate::openai::OpenAiCompatible::asking_stream_usage
+
+/// The wire format a provider speaks, which decides the adapter that serves its deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// OpenAI Chat Completions: OpenAI, Azure OpenAI and every OpenAI-compatible server.
+    OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+    /// Google Gemini on AI Studio (`generateContent`, an API key).
+    Gemini,
+    /// Gemini on Vertex AI (the same shapes; project and region URLs, an OAuth token).
+    Vertex,
+    /// AWS Bedrock Converse (SigV4-signed, binary event streams).
+    Bedrock,
+    /// Cohere v2 chat.
+    Cohere,
+}
 
 /// How a provider expects the API key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,11 +77,20 @@ pub struct Preset {
     pub url_style: UrlStyle,
     /// Whether the provider accepts `stream_options` (`include_usage`) on streamed chats.
     pub accepts_stream_options: bool,
+    /// The wire format, and so the adapter. `auth`, `url_style` and `accepts_stream_options`
+    /// are the OpenAI dialect's; the native adapters authenticate and build URLs their own way.
+    pub dialect: Dialect,
 }
 
 // === impl Preset ===
 
 impl Preset {
+    /// The same preset, speaking `dialect` instead of OpenAI's.
+    const fn speaking(mut self, dialect: Dialect) -> Self {
+        self.dialect = dialect;
+        self
+    }
+
     /// The same preset, marked as accepting `stream_options`.
     const fn with_stream_options(mut self) -> Self {
         self.accepts_stream_options = true;
@@ -78,6 +107,7 @@ const fn cloud(name: &'static str, api_base: &'static str, key_env: &'static str
         auth: AuthStyle::Bearer,
         url_style: UrlStyle::OpenAi,
         accepts_stream_options: false,
+        dialect: Dialect::OpenAi,
     }
 }
 
@@ -90,6 +120,7 @@ const fn local(name: &'static str, api_base: &'static str) -> Preset {
         auth: AuthStyle::Bearer,
         url_style: UrlStyle::OpenAi,
         accepts_stream_options: false,
+        dialect: Dialect::OpenAi,
     }
 }
 
@@ -104,6 +135,7 @@ pub const PRESETS: &[Preset] = &[
         auth: AuthStyle::ApiKeyHeader,
         url_style: UrlStyle::Azure,
         accepts_stream_options: true,
+        dialect: Dialect::OpenAi,
     },
     cloud("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY").with_stream_options(),
     cloud("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
@@ -118,7 +150,27 @@ pub const PRESETS: &[Preset] = &[
     local("vllm", "http://127.0.0.1:8000/v1").with_stream_options(),
     local("ollama", "http://127.0.0.1:11434/v1").with_stream_options(),
     local("lmstudio", "http://127.0.0.1:1234/v1"),
+    cloud("anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY").speaking(Dialect::Anthropic),
+    cloud("gemini", "https://generativelanguage.googleapis.com", "GEMINI_API_KEY").speaking(Dialect::Gemini),
+    native("vertex", Dialect::Vertex),
+    native("bedrock", Dialect::Bedrock),
+    cloud("cohere", "https://api.cohere.com", "CO_API_KEY").speaking(Dialect::Cohere),
 ];
+
+/// A provider whose endpoint follows from its `region` (and `project`) and whose credentials
+/// come from its own environment (AWS, Google Cloud), not from one API key.
+const fn native(name: &'static str, dialect: Dialect) -> Preset {
+    Preset {
+        name,
+        api_base: None,
+        key_env: None,
+        key_optional: true,
+        auth: AuthStyle::Bearer,
+        url_style: UrlStyle::OpenAi,
+        accepts_stream_options: false,
+        dialect,
+    }
+}
 
 /// The preset called `name`.
 pub fn preset(name: &str) -> Option<&'static Preset> {
