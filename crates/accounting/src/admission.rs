@@ -307,6 +307,7 @@ fn charges(request: &LlmRequest, settings: &AdmissionSettings) -> Vec<Charge> {
     let prompt = tokens::estimate_prompt_tokens(size);
     let output = match &request.op {
         Operation::Chat(chat) => tokens::max_output_tokens(chat).unwrap_or(settings.reserve_output_tokens),
+        Operation::Messages(messages) => messages.max_tokens.unwrap_or(settings.reserve_output_tokens),
         Operation::Embeddings(_) => 0,
     };
     let price = model.and_then(|m| (settings.price_of)(m, request.model()));

@@ -22,7 +22,10 @@
 use std::sync::OnceLock;
 
 use serde_json::Value;
-use switchyard_types::openai::{ChatCompletionRequest, ChatMessage};
+use switchyard_types::{
+    anthropic::MessagesRequest,
+    openai::{ChatCompletionRequest, ChatMessage},
+};
 use tiktoken_rs::CoreBPE;
 
 /// Tokens OpenAI's chat format adds around every message.
@@ -77,6 +80,36 @@ pub fn count_chat_prompt(request: &ChatCompletionRequest) -> u64 {
     let messages: u64 = request.messages.iter().map(count_message).sum();
     let tools = request.extra.get("tools").map_or(0, count_json);
     messages + tools + REPLY_PRIMING
+}
+
+/// Prompt tokens of an Anthropic Messages request, counted with the same recipe as
+/// [`count_chat_prompt`]: the system prompt and each message's text blocks (and tool use and
+/// tool result blocks as their JSON), plus the tool definitions. Anthropic's tokenizer is not
+/// public, so for Claude models this is an estimate; images and documents are not counted.
+pub fn count_messages_prompt(request: &MessagesRequest) -> u64 {
+    let system = request.system.as_ref().map_or(0, |system| PER_MESSAGE + count_blocks(system));
+    let messages: u64 =
+        request.messages.iter().map(|m| PER_MESSAGE + count_text(&m.role) + count_blocks(&m.content)).sum();
+    let tools = request.extra.get("tools").map_or(0, count_json);
+    system + messages + tools + REPLY_PRIMING
+}
+
+/// A string, or the text of each text block and the JSON of each tool block of an array.
+fn count_blocks(content: &Value) -> u64 {
+    match content {
+        Value::String(text) => count_text(text),
+        Value::Array(blocks) => blocks
+            .iter()
+            .map(|block| match block.get("type").and_then(Value::as_str) {
+                Some("text") => block.get("text").and_then(Value::as_str).map_or(0, count_text),
+                Some("thinking") => block.get("thinking").and_then(Value::as_str).map_or(0, count_text),
+                Some("tool_use") => block.get("input").map_or(0, count_json),
+                Some("tool_result") => block.get("content").map_or(0, count_blocks),
+                _ => 0,
+            })
+            .sum(),
+        _ => 0,
+    }
 }
 
 fn count_message(message: &ChatMessage) -> u64 {

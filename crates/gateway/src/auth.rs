@@ -19,7 +19,10 @@ use http::{HeaderMap, header};
 use switchyard_accounting::{keys, model::Identity};
 use switchyard_types::llm::{ErrorClass, LlmError};
 
-use crate::{accounting::KeyCache, respond::error_response};
+use crate::{
+    accounting::KeyCache,
+    respond::{Dialect, error_response, error_response_in},
+};
 
 /// The credential that makes a caller an operator.
 #[derive(Clone)]
@@ -64,6 +67,8 @@ pub struct Authenticator {
 
 /// Middleware: works out the [`Caller`], or refuses the request with 401.
 pub async fn authenticate(auth: Arc<Authenticator>, mut request: Request, next: Next) -> Response {
+    let dialect = Dialect::of_path(request.uri().path());
+    let error_response = |error: &LlmError| error_response_in(dialect, error);
     let caller = match presented_key(request.headers()) {
         // Anything with the virtual keys' prefix is meant as one: a malformed one is refused as
         // unknown, never taken for an anonymous caller.
@@ -83,7 +88,7 @@ pub async fn authenticate(auth: Arc<Authenticator>, mut request: Request, next: 
             Some(_) => {
                 return error_response(&LlmError::new(
                     ErrorClass::Unauthenticated,
-                    "The API key is not valid for this gateway. Check the key your client sends (Authorization: Bearer <key>).",
+                    "The API key is not valid for this gateway. Check the key your client sends (Authorization: Bearer <key>, or x-api-key: <key>).",
                 ));
             }
             None => Caller::Anonymous,
@@ -91,7 +96,7 @@ pub async fn authenticate(auth: Arc<Authenticator>, mut request: Request, next: 
         None if auth.master.is_some() => {
             return error_response(&LlmError::new(
                 ErrorClass::Unauthenticated,
-                "No API key was sent. Send this gateway's key as `Authorization: Bearer <key>` (OpenAI SDKs: api_key=...).",
+                "No API key was sent. Send this gateway's key as `Authorization: Bearer <key>` or `x-api-key: <key>` (OpenAI and Anthropic SDKs: api_key=...).",
             ));
         }
         None => Caller::Anonymous,

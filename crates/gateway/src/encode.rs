@@ -1,7 +1,10 @@
 //! Encode: an [`LlmResponse`] becomes the HTTP response the client's dialect expects.
 //!
 //! A complete answer is one JSON body. A stream becomes server-sent events, one event per
-//! chunk, each written the moment the chunk arrives (the body yields it as its own frame,
+//! chunk: `data: <chunk>` ending with `data: [DONE]` for OpenAI clients, `event: <type>` and
+//! `data: <event>` for Anthropic clients (no terminator: `message_stop` ends it). An answer in
+//! the other dialect than the client's (a custom stack without the providers' translation
+//! layer) is translated here. Each event is written the moment the chunk arrives (the body yields it as its own frame,
 //! and hyper flushes whenever the next chunk is not ready yet). The stream waits for its first
 //! chunk before sending headers, so a failure before any output still gets a proper status
 //! (and, with the router, a failover); a failure after that ends the stream with an error
@@ -18,16 +21,16 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_core::Stream;
 use futures_util::StreamExt;
 use http::{HeaderValue, StatusCode, header};
+use switchyard_providers::translate::{chat_to_messages, messages_to_chat};
 use switchyard_types::{
     json::Json,
-    llm::{ChunkStream, ErrorClass, LlmError, LlmResponse, ResponseBody},
-    openai::ChatCompletionChunk,
+    llm::{DocStream, ErrorClass, LlmError, LlmResponse, ResponseBody},
     sse,
 };
 
 use crate::{
     headers,
-    respond::{envelope, error_response},
+    respond::{Dialect, anthropic_envelope, envelope, error_response, error_response_in},
 };
 
 /// Encodes a response for an OpenAI-dialect client.
@@ -35,21 +38,61 @@ pub async fn openai_response(response: LlmResponse) -> Response {
     let mut http = match response.body {
         ResponseBody::Chat(completion) => json(completion.into_raw()),
         ResponseBody::Embeddings(embeddings) => json(embeddings.into_raw()),
-        ResponseBody::ChatStream(mut chunks) => match chunks.next().await {
-            Some(Ok(first)) => sse(first, chunks),
-            Some(Err(error)) => error_response(&error),
-            None => error_response(&LlmError::new(
-                ErrorClass::UpstreamServer,
-                "The provider ended the stream before sending anything.",
-            )),
+        ResponseBody::ChatStream(chunks) => stream(Dialect::OpenAi, chunks).await,
+        ResponseBody::Message(message) => match chat_to_messages::completion(&message) {
+            Ok(completion) => json(completion.into_raw()),
+            Err(error) => error_response(&error),
         },
+        ResponseBody::MessageStream(events) => {
+            stream(Dialect::OpenAi, Box::pin(chat_to_messages::Chunks::new(events))).await
+        }
     };
-    if let Some(label) = response.served_by
+    name_deployment(&mut http, response.served_by);
+    http
+}
+
+/// Encodes a response for an Anthropic-dialect client.
+pub async fn anthropic_response(response: LlmResponse) -> Response {
+    let mut http = match response.body {
+        ResponseBody::Message(message) => json(message.into_raw()),
+        ResponseBody::MessageStream(events) => stream(Dialect::Anthropic, events).await,
+        ResponseBody::Chat(completion) => match messages_to_chat::message(&completion) {
+            Ok(message) => json(message.into_raw()),
+            Err(error) => error_response_in(Dialect::Anthropic, &error),
+        },
+        ResponseBody::ChatStream(chunks) => {
+            stream(Dialect::Anthropic, Box::pin(messages_to_chat::Events::new(chunks))).await
+        }
+        ResponseBody::Embeddings(_) => error_response_in(
+            Dialect::Anthropic,
+            &LlmError::new(ErrorClass::Internal, "an embeddings answer reached the Messages endpoint"),
+        ),
+    };
+    name_deployment(&mut http, response.served_by);
+    http
+}
+
+fn name_deployment(http: &mut Response, served_by: Option<std::sync::Arc<str>>) {
+    if let Some(label) = served_by
         && let Ok(value) = HeaderValue::from_str(&label)
     {
         http.headers_mut().insert(headers::DEPLOYMENT, value);
     }
-    http
+}
+
+/// The SSE response for a stream, once its first document arrived (or its error response).
+async fn stream<T: 'static>(dialect: Dialect, mut rest: DocStream<T>) -> Response {
+    match rest.next().await {
+        Some(Ok(first)) => sse(dialect, first, rest),
+        Some(Err(error)) => error_response_in(dialect, &error),
+        None => error_response_in(
+            dialect,
+            &LlmError::new(
+                ErrorClass::UpstreamServer,
+                "The provider ended the stream before sending anything.",
+            ),
+        ),
+    }
 }
 
 fn json(body: Bytes) -> Response {
@@ -58,8 +101,8 @@ fn json(body: Bytes) -> Response {
     response
 }
 
-fn sse(first: Json<ChatCompletionChunk>, rest: ChunkStream) -> Response {
-    let body = SseBody { first: Some(first), rest, finished: false };
+fn sse<T: 'static>(dialect: Dialect, first: Json<T>, rest: DocStream<T>) -> Response {
+    let body = SseBody { dialect, first: Some(first), rest, finished: false };
     let mut response = Response::new(Body::from_stream(body));
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
@@ -70,14 +113,25 @@ fn sse(first: Json<ChatCompletionChunk>, rest: ChunkStream) -> Response {
     response
 }
 
-/// Chunks as SSE frames, then `data: [DONE]`; an error becomes an error event and ends it.
-struct SseBody {
-    first: Option<Json<ChatCompletionChunk>>,
-    rest: ChunkStream,
+/// Documents as SSE frames (then `data: [DONE]` for OpenAI clients); an error becomes an
+/// error event and ends the stream.
+struct SseBody<T> {
+    dialect: Dialect,
+    first: Option<Json<T>>,
+    rest: DocStream<T>,
     finished: bool,
 }
 
-impl Stream for SseBody {
+impl<T> SseBody<T> {
+    fn frame(&self, raw: &[u8]) -> Bytes {
+        match self.dialect {
+            Dialect::OpenAi => chunk_frame(raw),
+            Dialect::Anthropic => event_frame(raw),
+        }
+    }
+}
+
+impl<T> Stream for SseBody<T> {
     type Item = Result<Bytes, std::convert::Infallible>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -85,18 +139,21 @@ impl Stream for SseBody {
             return Poll::Ready(None);
         }
         if let Some(first) = self.first.take() {
-            return Poll::Ready(Some(Ok(chunk_frame(first.raw()))));
+            return Poll::Ready(Some(Ok(self.frame(first.raw()))));
         }
         match self.rest.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(chunk_frame(chunk.raw())))),
+            Poll::Ready(Some(Ok(chunk))) => Poll::Ready(Some(Ok(self.frame(chunk.raw())))),
             Poll::Ready(Some(Err(error))) => {
                 self.finished = true;
                 tracing::warn!(error = %error, "stream failed after it started; ending it with an error event");
-                Poll::Ready(Some(Ok(error_frame(&error))))
+                Poll::Ready(Some(Ok(error_frame(self.dialect, &error))))
             }
             Poll::Ready(None) => {
                 self.finished = true;
-                Poll::Ready(Some(Ok(Bytes::from_static(b"data: [DONE]\n\n"))))
+                match self.dialect {
+                    Dialect::OpenAi => Poll::Ready(Some(Ok(Bytes::from_static(b"data: [DONE]\n\n")))),
+                    Dialect::Anthropic => Poll::Ready(None),
+                }
             }
             Poll::Pending => Poll::Pending,
         }
@@ -118,13 +175,33 @@ fn chunk_frame(raw: &[u8]) -> Bytes {
     buf.freeze()
 }
 
-/// `data: {"error": ...}\n\n`, as OpenAI sends an error inside a stream.
-fn error_frame(error: &LlmError) -> Bytes {
-    let json = serde_json::to_string(&envelope(error)).unwrap_or_else(|_| {
+/// `event: <type>\ndata: <event>\n\n`, the event's bytes as the provider sent them.
+fn event_frame(raw: &[u8]) -> Bytes {
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: std::borrow::Cow<'a, str>,
+    }
+    let kind = serde_json::from_slice::<Kind<'_>>(raw)
+        .map(|k| k.kind)
+        .unwrap_or(std::borrow::Cow::Borrowed("message"));
+    let mut buf = BytesMut::with_capacity(raw.len() + kind.len() + 16);
+    sse::encode(&mut buf, Some(&kind), &String::from_utf8_lossy(raw));
+    buf.freeze()
+}
+
+/// The error event that ends a stream: `data: {"error": ...}` as OpenAI sends it, or
+/// `event: error` with Anthropic's envelope.
+fn error_frame(dialect: Dialect, error: &LlmError) -> Bytes {
+    let (event, json) = match dialect {
+        Dialect::OpenAi => (None, serde_json::to_string(&envelope(error))),
+        Dialect::Anthropic => (Some("error"), serde_json::to_string(&anthropic_envelope(error))),
+    };
+    let json = json.unwrap_or_else(|_| {
         r#"{"error":{"message":"the stream failed","type":"api_error","param":null,"code":null}}"#.to_owned()
     });
-    let mut buf = BytesMut::with_capacity(json.len() + 8);
-    sse::encode(&mut buf, None, &json);
+    let mut buf = BytesMut::with_capacity(json.len() + 24);
+    sse::encode(&mut buf, event, &json);
     buf.freeze()
 }
 
@@ -133,6 +210,7 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
     use serde_json::json;
+    use switchyard_types::{llm::ChunkStream, openai::ChatCompletionChunk};
 
     fn chunk(content: &str) -> Json<ChatCompletionChunk> {
         let value = json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",

@@ -11,10 +11,13 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use switchyard_providers::{
+    anthropic::{Anthropic, AnthropicSettings},
     client::{ClientSettings, build_client},
+    messages_over_chat::MessagesOverChatLayer,
     mock::MockProvider,
     openai::{OpenAiCompatible, OpenAiSettings},
     presets::{self, Dialect},
+    translate::chat_to_messages::DEFAULT_MAX_TOKENS,
 };
 use switchyard_router::{
     DeploymentService, Endpoint, EndpointSettings, GroupSettings, ModelGroup, Price, RouteTable,
@@ -134,13 +137,23 @@ fn build_endpoint(
 ) -> Result<Endpoint, String> {
     let provider = config.provider.value.as_str();
     let model = config.model.value.as_str();
+    // Adapters that speak only the OpenAI dialect serve Anthropic clients through the
+    // translation layer; the Anthropic adapter speaks both itself.
+    let over_chat = MessagesOverChatLayer::new();
     let adapter: DeploymentService = if provider == MOCK_PROVIDER {
-        BoxCloneSyncService::new(MockProvider::new(Arc::clone(&label)))
+        BoxCloneSyncService::new(over_chat.layer(MockProvider::new(Arc::clone(&label))))
     } else {
         let preset = presets::preset(provider).ok_or_else(|| format!("unknown provider `{provider}`"))?;
         match preset.dialect {
-            Dialect::OpenAi => {
-                BoxCloneSyncService::new(openai_adapter(config, preset, Arc::clone(&label), clients, env)?)
+            Dialect::OpenAi => BoxCloneSyncService::new(over_chat.layer(openai_adapter(
+                config,
+                preset,
+                Arc::clone(&label),
+                clients,
+                env,
+            )?)),
+            Dialect::Anthropic => {
+                BoxCloneSyncService::new(anthropic_adapter(config, preset, Arc::clone(&label), clients, env)?)
             }
             dialect => return Err(format!("the {dialect:?} adapter is not built yet")),
         }
@@ -193,6 +206,25 @@ fn openai_adapter(
     OpenAiCompatible::new(clients.get(config.connect_timeout_ms)?, settings)
         .map(|adapter| adapter.asking_stream_usage(preset.accepts_stream_options))
         .map_err(|e| e.to_string())
+}
+
+fn anthropic_adapter(
+    config: &DeploymentConfig,
+    preset: &presets::Preset,
+    label: Arc<str>,
+    clients: &mut Clients,
+    env: &HashMap<String, String>,
+) -> Result<Anthropic, String> {
+    let model = config.model.value.as_str();
+    let settings = AnthropicSettings {
+        label,
+        api_base: api_base(config, preset)?,
+        api_key: config.resolved_key(env),
+        model: (model != "*").then(|| model.to_owned()),
+        default_max_tokens: config.default_max_tokens.map_or(DEFAULT_MAX_TOKENS, u64::from),
+        headers: headers(config)?,
+    };
+    Anthropic::new(clients.get(config.connect_timeout_ms)?, settings).map_err(|e| e.to_string())
 }
 
 /// The deployment's base URL: its own, else its preset's.

@@ -1,5 +1,6 @@
-//! The one place where a failure becomes an HTTP response: status, OpenAI error envelope and
-//! headers, chosen by the error's class (after linkerd's `respond.rs`).
+//! The one place where a failure becomes an HTTP response: status, error envelope in the
+//! client's dialect (OpenAI's or Anthropic's) and headers, chosen by the error's class (after
+//! linkerd's `respond.rs`).
 //!
 //! Every message says what went wrong and what to do. Provider keys never reach here: the
 //! adapters redact them from provider messages before building an [`LlmError`].
@@ -7,9 +8,41 @@
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use switchyard_types::{
+    anthropic,
     error::ErrorEnvelope,
     llm::{ErrorClass, LlmError},
 };
+
+/// The dialect a client speaks, which decides the shape of its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// OpenAI: `{"error":{"message","type","param","code"}}`.
+    OpenAi,
+    /// Anthropic: `{"type":"error","error":{"type","message"}}`.
+    Anthropic,
+}
+
+impl Dialect {
+    /// The dialect of the endpoint at `path`: Anthropic's under `/v1/messages`, else OpenAI's.
+    pub fn of_path(path: &str) -> Self {
+        if path.starts_with("/v1/messages") { Self::Anthropic } else { Self::OpenAi }
+    }
+}
+
+/// Anthropic's error type for a class of failure.
+fn anthropic_type(class: ErrorClass) -> &'static str {
+    use ErrorClass::*;
+    match class {
+        BadRequest | Conflict | ContextLengthExceeded | ContentPolicy => "invalid_request_error",
+        Unauthenticated => "authentication_error",
+        Forbidden => "permission_error",
+        NotFound => "not_found_error",
+        PayloadTooLarge => "request_too_large",
+        RateLimited | LimitExceeded | BudgetExceeded => "rate_limit_error",
+        Overloaded => "overloaded_error",
+        _ => "api_error",
+    }
+}
 
 /// The status, OpenAI error type and code for a class of failure.
 pub fn status_and_type(class: ErrorClass) -> (StatusCode, &'static str, &'static str) {
@@ -52,10 +85,30 @@ pub fn envelope(error: &LlmError) -> ErrorEnvelope {
     }
 }
 
-/// The complete HTTP response for `error`.
+/// Anthropic's envelope for `error`.
+pub fn anthropic_envelope(error: &LlmError) -> anthropic::ErrorEnvelope {
+    anthropic::ErrorEnvelope::new(anthropic_type(error.class), error.message.clone())
+}
+
+/// The complete HTTP response for `error`, for an OpenAI-dialect client.
 pub fn error_response(error: &LlmError) -> Response {
-    let (status, _, _) = status_and_type(error.class);
-    let body = serde_json::to_vec(&envelope(error)).unwrap_or_default();
+    error_response_in(Dialect::OpenAi, error)
+}
+
+/// The complete HTTP response for `error`, in the client's `dialect`.
+pub fn error_response_in(dialect: Dialect, error: &LlmError) -> Response {
+    let (mut status, _, _) = status_and_type(error.class);
+    let body = match dialect {
+        Dialect::OpenAi => serde_json::to_vec(&envelope(error)),
+        Dialect::Anthropic => {
+            // Anthropic's own status for an overloaded API, which its SDKs retry.
+            if error.class == ErrorClass::Overloaded {
+                status = StatusCode::from_u16(529).unwrap_or(status);
+            }
+            serde_json::to_vec(&anthropic_envelope(error))
+        }
+    }
+    .unwrap_or_default();
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
     if let Some(wait) = error.retry_after {
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -76,6 +129,21 @@ mod tests {
         let response = error_response(&error);
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn anthropic_clients_get_anthropics_envelope_and_statuses() {
+        let limited = LlmError::new(ErrorClass::BudgetExceeded, "spent");
+        let body = serde_json::to_value(anthropic_envelope(&limited)).unwrap_or_default();
+        assert_eq!(
+            body,
+            serde_json::json!({"type": "error", "error": {"type": "rate_limit_error", "message": "spent"}})
+        );
+        let overloaded =
+            error_response_in(Dialect::Anthropic, &LlmError::new(ErrorClass::Overloaded, "busy"));
+        assert_eq!(overloaded.status().as_u16(), 529);
+        assert_eq!(Dialect::of_path("/v1/messages/count_tokens"), Dialect::Anthropic);
+        assert_eq!(Dialect::of_path("/v1/chat/completions"), Dialect::OpenAi);
     }
 
     #[test]

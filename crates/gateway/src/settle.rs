@@ -40,9 +40,10 @@ use switchyard_accounting::{
 use switchyard_router::Attempts;
 use switchyard_telemetry::{RequestRecord, Usage, metrics::Metrics};
 use switchyard_types::{
+    anthropic::{self, MessagesRequest},
     json::Json,
-    llm::{ChunkStream, ErrorClass, LlmError},
-    openai::{self, ChatCompletionChunk, ChatCompletionRequest},
+    llm::{DocStream, ErrorClass, LlmError},
+    openai::{self, ChatCompletionRequest},
 };
 
 use crate::accounting::Accounts;
@@ -85,8 +86,68 @@ pub(crate) struct Spend {
     pub(crate) requested: String,
     /// Admission's grant, settled with the real tokens and cost.
     pub(crate) slot: AdmissionSlot,
-    /// The chat request, to count its prompt when the provider reports no usage.
-    pub(crate) chat: Option<Arc<ChatCompletionRequest>>,
+    /// The prompt, to count when the provider reports no usage.
+    pub(crate) prompt: Option<Prompt>,
+}
+
+/// A request's prompt, in the client's dialect.
+pub(crate) enum Prompt {
+    Chat(Arc<ChatCompletionRequest>),
+    Messages(Arc<MessagesRequest>),
+}
+
+/// A document whose answer text can be counted when its provider reports no usage.
+pub(crate) trait Answer {
+    /// The text billed as output: content, reasoning and tool-call arguments.
+    fn text(raw: &[u8]) -> String;
+}
+
+impl Answer for openai::ChatCompletion {
+    fn text(raw: &[u8]) -> String {
+        answer_text(raw, "message")
+    }
+}
+
+impl Answer for openai::ChatCompletionChunk {
+    fn text(raw: &[u8]) -> String {
+        answer_text(raw, "delta")
+    }
+}
+
+impl Answer for openai::EmbeddingsResponse {
+    fn text(_: &[u8]) -> String {
+        String::new()
+    }
+}
+
+impl Answer for anthropic::Message {
+    fn text(raw: &[u8]) -> String {
+        let Ok(document) = serde_json::from_slice::<serde_json::Value>(raw) else { return String::new() };
+        let blocks = document.get("content").and_then(serde_json::Value::as_array);
+        blocks.into_iter().flatten().map(block_text).collect()
+    }
+}
+
+impl Answer for anthropic::StreamEvent {
+    fn text(raw: &[u8]) -> String {
+        let Ok(document) = serde_json::from_slice::<serde_json::Value>(raw) else { return String::new() };
+        let part = document.get("delta").or_else(|| document.get("content_block"));
+        part.map(block_text).unwrap_or_default()
+    }
+}
+
+/// The billed text of an Anthropic content block or delta.
+fn block_text(block: &serde_json::Value) -> String {
+    let field = |name: &str| block.get(name).and_then(serde_json::Value::as_str).unwrap_or_default();
+    match block.get("type").and_then(serde_json::Value::as_str) {
+        Some("text" | "text_delta") => field("text").to_owned(),
+        Some("thinking" | "thinking_delta") => field("thinking").to_owned(),
+        Some("input_json_delta") => field("partial_json").to_owned(),
+        Some("tool_use") => {
+            block.get("input").map(|i| i.to_string()).filter(|i| i != "{}").unwrap_or_default()
+        }
+        _ => String::new(),
+    }
 }
 
 /// How a request ended.
@@ -144,12 +205,13 @@ impl Settle {
     }
 
     /// Settles a stream when it ends: counts its usage, notes a failure, and records it then.
-    pub(crate) fn watch(self, chunks: ChunkStream, answered: Instant) -> ChunkStream {
+    pub(crate) fn watch<T: Answer + 'static>(self, chunks: DocStream<T>, answered: Instant) -> DocStream<T> {
         Box::pin(Watched {
             chunks,
             settle: Some(self),
             answered,
             usage: None,
+            finished: false,
             error: None,
             model_seen: false,
             kept: Some(Kept::default()),
@@ -161,10 +223,17 @@ impl Settle {
         let overhead = self.overhead(outcome.answered);
         let ttft = self.stream.then(|| outcome.answered - self.started);
         let served = attempts.last().filter(|a| a.failure.is_none());
-        let (usage, estimated) = match (outcome.usage, served) {
-            (Some(usage), _) => (Some(usage), false),
-            (None, Some(_)) => (self.estimate(outcome.text.as_deref()), true),
-            (None, None) => (None, false),
+        let (usage, estimated) = match (outcome.usage, served, outcome.text.as_deref()) {
+            (Some(usage), _, None) => (Some(usage), false),
+            // A stream cut after reporting its input: the output so far is counted.
+            (Some(mut usage), _, Some(text)) => {
+                let counted = tokens::count_completion_text(text);
+                let estimated = counted > usage.output;
+                usage.output = usage.output.max(counted);
+                (Some(usage), estimated)
+            }
+            (None, Some(_), text) => (self.estimate(text), true),
+            (None, None, _) => (None, false),
         };
         let cost = match (served, usage) {
             (Some(served), Some(usage)) => self.cost(&served.model, &served.deployment, &usage),
@@ -253,8 +322,10 @@ impl Settle {
 
     /// Counts the tokens a provider did not report: the chat prompt, and the answer's text.
     fn estimate(&self, text: Option<&str>) -> Option<Usage> {
-        let chat = self.spend.chat.as_deref()?;
-        let input = tokens::count_chat_prompt(chat);
+        let input = match self.spend.prompt.as_ref()? {
+            Prompt::Chat(chat) => tokens::count_chat_prompt(chat),
+            Prompt::Messages(messages) => tokens::count_messages_prompt(messages),
+        };
         let output = text.map_or(0, tokens::count_completion_text);
         Some(Usage { input, output, ..Usage::default() })
     }
@@ -266,14 +337,22 @@ impl Settle {
             return;
         }
         #[derive(serde::Deserialize)]
-        struct Answer<'a> {
+        struct Answered<'a> {
             #[serde(borrow, default)]
             model: Option<Cow<'a, str>>,
             #[serde(borrow, default)]
             choices: Option<&'a serde_json::value::RawValue>,
+            /// An Anthropic stream names the model in its `message_start`'s message.
+            #[serde(borrow, default)]
+            message: Option<Model<'a>>,
         }
-        let Ok(answer) = serde_json::from_slice::<Answer<'_>>(raw) else { return };
-        if let Some(model) = answer.model {
+        #[derive(serde::Deserialize)]
+        struct Model<'a> {
+            #[serde(borrow, default)]
+            model: Option<Cow<'a, str>>,
+        }
+        let Ok(answer) = serde_json::from_slice::<Answered<'_>>(raw) else { return };
+        if let Some(model) = answer.model.or_else(|| answer.message.and_then(|m| m.model)) {
             self.span.record("gen_ai.response.model", &*model);
         }
         if complete
@@ -285,26 +364,12 @@ impl Settle {
     }
 }
 
-/// The usage a provider reported, by kind.
-pub(crate) fn usage(reported: &openai::Usage) -> Usage {
-    let detail = |group: &str, field: &str| {
-        reported.extra.get(group).and_then(|d| d.get(field)).and_then(serde_json::Value::as_u64).unwrap_or(0)
-    };
-    Usage {
-        input: reported.prompt_tokens,
-        output: reported.completion_tokens,
-        cached_input: detail("prompt_tokens_details", "cached_tokens"),
-        reasoning: detail("completion_tokens_details", "reasoning_tokens"),
-        cache_creation: 0,
-    }
-}
-
 /// Settles a complete JSON answer: its usage and the model that answered; returns its cost
 /// in dollars, when priced.
-pub(crate) fn finish_json<T>(settle: Settle, body: &Json<T>, answered: Instant) -> Option<f64> {
+pub(crate) fn finish_json<T: Answer>(settle: Settle, body: &Json<T>, answered: Instant) -> Option<f64> {
     settle.note_response(body.raw(), true);
-    let usage = body.usage().map(usage);
-    let text = if usage.is_none() { Some(answer_text(body.raw(), "message")) } else { None };
+    let usage = body.usage();
+    let text = if usage.is_none() { Some(T::text(body.raw())) } else { None };
     settle.finish(Outcome { status: 200, error: None, usage, text, answered })
 }
 
@@ -367,14 +432,18 @@ fn log(record: &RequestRecord, request_id: Option<&HeaderValue>, key: Option<&st
 }
 
 /// A stream on its way to the client, settled when it ends.
-struct Watched {
-    chunks: ChunkStream,
+struct Watched<T: Answer> {
+    chunks: DocStream<T>,
     settle: Option<Settle>,
     answered: Instant,
+    /// The usage reported so far (an Anthropic stream reports its input at the start and its
+    /// output at the end).
     usage: Option<Usage>,
+    /// Whether the answer finished (a finish reason, or `message_stop`).
+    finished: bool,
     error: Option<ErrorClass>,
     model_seen: bool,
-    /// The chunks so far, while the stream has reported no usage.
+    /// The chunks so far, until the stream has both finished and reported its usage.
     kept: Option<Kept>,
 }
 
@@ -392,15 +461,18 @@ struct Kept {
 /// The most a stream keeps to count its output: beyond it, the rest is not counted.
 const MAX_KEPT_BYTES: usize = 1 << 20;
 
-impl Watched {
+impl<T: Answer> Watched<T> {
     fn end(&mut self) {
         if let Some(settle) = self.settle.take() {
-            let text = match (self.usage, self.kept.take()) {
-                (None, Some(kept)) => {
+            // The text is counted when the stream did not report all its usage: none at all,
+            // or only the start's (it was cut, or the client left, before the end).
+            let complete = self.finished && self.usage.is_some();
+            let text = match (complete, self.kept.take()) {
+                (false, Some(kept)) => {
                     let starts = std::iter::once(0).chain(kept.ends.iter().copied());
                     let chunks =
                         starts.zip(kept.ends.iter().copied()).map(|(from, to)| &kept.bytes[from..to]);
-                    Some(chunks.map(|chunk| answer_text(chunk, "delta")).collect::<String>())
+                    Some(chunks.map(T::text).collect::<String>())
                 }
                 _ => None,
             };
@@ -412,15 +484,18 @@ impl Watched {
     }
 }
 
-impl Stream for Watched {
-    type Item = Result<Json<ChatCompletionChunk>, LlmError>;
+impl<T: Answer> Stream for Watched<T> {
+    type Item = Result<Json<T>, LlmError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let item = std::task::ready!(self.chunks.as_mut().poll_next(cx));
         match &item {
             Some(Ok(chunk)) => {
                 if let Some(reported) = chunk.usage() {
-                    self.usage = Some(usage(reported));
+                    self.usage.get_or_insert_default().merge(&reported);
+                }
+                self.finished |= chunk.has_finish_reason();
+                if self.finished && self.usage.is_some() {
                     self.kept = None;
                 } else if let Some(kept) = &mut self.kept
                     && kept.bytes.len() < MAX_KEPT_BYTES
@@ -445,7 +520,7 @@ impl Stream for Watched {
     }
 }
 
-impl Drop for Watched {
+impl<T: Answer> Drop for Watched<T> {
     /// The client went away before the end: settle what was served.
     fn drop(&mut self) {
         self.end();

@@ -32,8 +32,11 @@
 //! [`LlmRequest`]: switchyard_types::llm::LlmRequest
 //! [`LlmResponse`]: switchyard_types::llm::LlmResponse
 
+pub mod anthropic;
 pub mod client;
+pub mod messages_over_chat;
 pub mod mock;
 pub mod openai;
 pub mod presets;
+pub mod translate;
 pub mod upstream;

@@ -54,22 +54,30 @@ impl tower::Service<LlmRequest> for MockProvider {
 
     fn call(&mut self, request: LlmRequest) -> Self::Future {
         let served_by = Some(Arc::clone(&self.label));
-        let answer = answer(&request).map(|body| LlmResponse { body, served_by }).map_err(|e| {
-            LlmError::new(ErrorClass::Internal, format!("the mock could not encode its answer: {e}"))
-        });
+        let answer = answer(&request, &self.label).map(|body| LlmResponse { body, served_by });
         Box::pin(async move { answer })
     }
 }
 
-fn answer(request: &LlmRequest) -> Result<ResponseBody, serde_json::Error> {
+fn answer(request: &LlmRequest, label: &str) -> Result<ResponseBody, LlmError> {
+    let encoding = |e: serde_json::Error| {
+        LlmError::new(ErrorClass::Internal, format!("the mock could not encode its answer: {e}"))
+    };
+    encode(request).map_err(encoding)?.ok_or_else(|| crate::messages_over_chat::chat_only(label))
+}
+
+/// The answer to a chat or embeddings request; `None` for any other (the mock speaks the
+/// OpenAI dialect only).
+fn encode(request: &LlmRequest) -> Result<Option<ResponseBody>, serde_json::Error> {
     let model = request.model();
-    Ok(match &request.op {
+    Ok(Some(match &request.op {
         Operation::Chat(chat) if chat.is_stream() => {
             let chunks =
                 stream_chunks(chat, model).iter().map(Json::from_typed).collect::<Result<Vec<_>, _>>()?;
             ResponseBody::ChatStream(Box::pin(futures_util::stream::iter(chunks.into_iter().map(Ok))))
         }
         Operation::Chat(chat) => ResponseBody::Chat(Json::from_typed(&complete(chat, model))?),
+        Operation::Messages(_) => return Ok(None),
         Operation::Embeddings(embeddings) => {
             let inputs: Vec<String> = match &embeddings.input {
                 Value::Array(items) => items.iter().map(Value::to_string).collect(),
@@ -88,7 +96,7 @@ fn answer(request: &LlmRequest) -> Result<ResponseBody, serde_json::Error> {
                 extra: Map::new(),
             })?)
         }
-    })
+    }))
 }
 
 fn reply_text(chat: &ChatCompletionRequest) -> String {

@@ -30,7 +30,7 @@ use futures_core::{Stream, future::BoxFuture};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use pin_project_lite::pin_project;
 use switchyard_types::{
-    json::Json,
+    json::{Document, Json},
     llm::{ErrorClass, LlmError, LlmRequest, LlmResponse, Operation, ResponseBody, UpstreamHeaders},
     openai::ChatCompletionChunk,
     sse::{DONE, SseDecoder, SseEvent},
@@ -38,6 +38,7 @@ use switchyard_types::{
 
 use crate::{
     client::is_stale_connection,
+    messages_over_chat::chat_only,
     presets::{AuthStyle, UrlStyle},
     upstream::{classify, redact, retry_after, transport_error, upstream_error},
 };
@@ -198,6 +199,7 @@ impl Inner {
         let url = match &request.op {
             Operation::Chat(_) => &self.chat_url,
             Operation::Embeddings(_) => &self.embeddings_url,
+            Operation::Messages(_) => return Err(chat_only(&self.settings.label)),
         };
         let body =
             if self.ask_stream_usage { request.to_json_with_stream_usage() } else { request.to_json() };
@@ -217,6 +219,7 @@ impl Inner {
             }
             Operation::Chat(_) => ResponseBody::Chat(self.read_json(response).await?),
             Operation::Embeddings(_) => ResponseBody::Embeddings(self.read_json(response).await?),
+            Operation::Messages(_) => return Err(chat_only(&self.settings.label)),
         };
         Ok(LlmResponse { body, served_by })
     }
@@ -250,7 +253,7 @@ impl Inner {
         }
     }
 
-    async fn read_json<T>(&self, response: reqwest::Response) -> Result<Json<T>, LlmError> {
+    async fn read_json<T: Document>(&self, response: reqwest::Response) -> Result<Json<T>, LlmError> {
         let bytes = response.bytes().await.map_err(|e| self.transport_error(&e))?;
         Json::from_bytes(bytes).map_err(|e| {
             LlmError::new(
@@ -476,7 +479,7 @@ mod tests {
                     stream.map(|c| serde_json::from_slice(c.unwrap().raw()).unwrap()).collect().await
                 }
                 ResponseBody::Chat(completion) => vec![serde_json::from_slice(completion.raw()).unwrap()],
-                ResponseBody::Embeddings(_) => unreachable!("a chat was sent"),
+                _ => unreachable!("a chat was sent"),
             };
             let sent = mock.requests().pop().expect("the provider received the request").body;
             (sent, answers)

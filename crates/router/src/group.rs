@@ -22,7 +22,10 @@ use std::{
 
 use futures_core::future::BoxFuture;
 use futures_util::StreamExt;
-use switchyard_types::llm::{ErrorClass, LlmError, LlmRequest, LlmResponse, ResponseBody};
+use switchyard_types::{
+    json::Json,
+    llm::{DocStream, ErrorClass, LlmError, LlmRequest, LlmResponse, ResponseBody},
+};
 use tokio::{sync::mpsc, time::Instant};
 use tower::ServiceExt;
 use tracing::Instrument;
@@ -197,25 +200,34 @@ impl ModelGroup {
         started: Instant,
     ) -> Result<LlmResponse, LlmError> {
         let endpoint = &self.endpoints[index];
+        // The latency of a stream is the time to its first chunk; the deployment's health is
+        // settled when the stream ends (see `Tracked`), so that one whose streams keep
+        // breaking midway is cooled down like any failing one.
         let answer = match answer {
-            Ok(LlmResponse { body: ResponseBody::ChatStream(mut chunks), served_by }) => {
-                match chunks.next().await {
-                    Some(Ok(first)) => {
-                        // The latency is the time to the first chunk; the deployment's health
-                        // is settled when the stream ends (see `Tracked`), so that one whose
-                        // streams keep breaking midway is cooled down like any failing one.
+            Ok(LlmResponse { body: ResponseBody::ChatStream(chunks), served_by }) => {
+                match self.first(index, chunks).await {
+                    Ok((first, rest)) => {
                         self.record_latency(index, started);
-                        let tracked = Tracked::new(first, chunks, Arc::clone(&self), index, in_flight);
+                        let tracked = Tracked::new(first, rest, Arc::clone(&self), index, in_flight);
                         return Ok(LlmResponse {
                             body: ResponseBody::ChatStream(Box::pin(tracked)),
                             served_by,
                         });
                     }
-                    Some(Err(error)) => Err(error),
-                    None => Err(LlmError::new(
-                        ErrorClass::UpstreamServer,
-                        format!("{} ended the stream before sending anything.", endpoint.label),
-                    )),
+                    Err(error) => Err(error),
+                }
+            }
+            Ok(LlmResponse { body: ResponseBody::MessageStream(events), served_by }) => {
+                match self.first(index, events).await {
+                    Ok((first, rest)) => {
+                        self.record_latency(index, started);
+                        let tracked = Tracked::new(first, rest, Arc::clone(&self), index, in_flight);
+                        return Ok(LlmResponse {
+                            body: ResponseBody::MessageStream(Box::pin(tracked)),
+                            served_by,
+                        });
+                    }
+                    Err(error) => Err(error),
                 }
             }
             answer => answer,
@@ -224,9 +236,10 @@ impl ModelGroup {
             Ok(response) => {
                 self.record_success(index, started);
                 let tokens = match &response.body {
-                    ResponseBody::Chat(completion) => completion.usage().map(|u| u.total_tokens),
-                    ResponseBody::Embeddings(embeddings) => embeddings.usage().map(|u| u.total_tokens),
-                    ResponseBody::ChatStream(_) => None,
+                    ResponseBody::Chat(completion) => completion.usage().map(|u| u.total()),
+                    ResponseBody::Message(message) => message.usage().map(|u| u.total()),
+                    ResponseBody::Embeddings(embeddings) => embeddings.usage().map(|u| u.total()),
+                    ResponseBody::ChatStream(_) | ResponseBody::MessageStream(_) => None,
                 };
                 if let Some(tokens) = tokens {
                     endpoint.state.usage.record_tokens(current_minute(), tokens);
@@ -242,6 +255,22 @@ impl ModelGroup {
         }
         drop(in_flight);
         answer
+    }
+
+    /// Waits for a stream's first document: until it comes, the attempt may still fail over.
+    async fn first<T>(
+        &self,
+        index: usize,
+        mut stream: DocStream<T>,
+    ) -> Result<(Json<T>, DocStream<T>), LlmError> {
+        match stream.next().await {
+            Some(Ok(first)) => Ok((first, stream)),
+            Some(Err(error)) => Err(error),
+            None => Err(LlmError::new(
+                ErrorClass::UpstreamServer,
+                format!("{} ended the stream before sending anything.", self.endpoints[index].label),
+            )),
+        }
     }
 
     fn record_success(&self, index: usize, started: Instant) {

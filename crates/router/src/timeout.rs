@@ -24,8 +24,7 @@ use std::{
 use futures_core::{Stream, future::BoxFuture};
 use switchyard_types::{
     json::Json,
-    llm::{ChunkStream, ErrorClass, LlmError, LlmRequest, LlmResponse, ResponseBody},
-    openai::ChatCompletionChunk,
+    llm::{DocStream, ErrorClass, LlmError, LlmRequest, LlmResponse, ResponseBody},
 };
 use tokio::time::{Instant, Sleep, sleep_until};
 
@@ -184,9 +183,16 @@ where
                 None => call.await?,
             };
             Ok(match response.body {
-                ResponseBody::ChatStream(chunks) if total.is_some() || ttft.is_some() || idle.is_some() => {
+                body if total.is_none() && ttft.is_none() && idle.is_none() => {
+                    LlmResponse { body, ..response }
+                }
+                ResponseBody::ChatStream(chunks) => {
                     let timed = TimedStream::new(chunks, label, total, ttft, idle);
                     LlmResponse { body: ResponseBody::ChatStream(Box::pin(timed)), ..response }
+                }
+                ResponseBody::MessageStream(events) => {
+                    let timed = TimedStream::new(events, label, total, ttft, idle);
+                    LlmResponse { body: ResponseBody::MessageStream(Box::pin(timed)), ..response }
                 }
                 body => LlmResponse { body, ..response },
             })
@@ -201,9 +207,9 @@ fn earliest(a: Option<(Instant, Limit)>, b: Option<(Instant, Limit)>) -> Option<
     }
 }
 
-/// A stream under the time-to-first-token, idle and total limits.
-struct TimedStream {
-    inner: ChunkStream,
+/// A stream (of any dialect's documents) under the time-to-first-token, idle and total limits.
+struct TimedStream<T> {
+    inner: DocStream<T>,
     label: Arc<str>,
     total: Option<(Instant, Limit)>,
     idle: Option<Duration>,
@@ -212,9 +218,9 @@ struct TimedStream {
     done: bool,
 }
 
-impl TimedStream {
+impl<T> TimedStream<T> {
     fn new(
-        inner: ChunkStream,
+        inner: DocStream<T>,
         label: Arc<str>,
         total: Option<(Instant, Limit)>,
         ttft: Option<(Instant, Limit)>,
@@ -236,8 +242,8 @@ impl TimedStream {
     }
 }
 
-impl Stream for TimedStream {
-    type Item = Result<Json<ChatCompletionChunk>, LlmError>;
+impl<T> Stream for TimedStream<T> {
+    type Item = Result<Json<T>, LlmError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.done {

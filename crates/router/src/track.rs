@@ -10,8 +10,7 @@ use std::{
 use futures_core::Stream;
 use switchyard_types::{
     json::Json,
-    llm::{ChunkStream, LlmError},
-    openai::ChatCompletionChunk,
+    llm::{DocStream, LlmError, Usage},
 };
 
 use crate::{endpoint::EndpointState, group::ModelGroup, usage::current_minute};
@@ -45,35 +44,43 @@ impl Drop for InFlight {
     }
 }
 
-/// The chunks of a streamed answer after the group saw its first: yields the first, then the
-/// rest as they come, counting tokens and recording a mid-stream failure against the
-/// deployment. The in-flight count drops when the stream ends or the client goes away.
-pub(crate) struct Tracked {
-    first: Option<Json<ChatCompletionChunk>>,
-    rest: ChunkStream,
+/// The chunks (or events, in any dialect) of a streamed answer after the group saw its first:
+/// yields the first, then the rest as they come, counting tokens and recording a mid-stream
+/// failure against the deployment. The in-flight count drops when the stream ends or the
+/// client goes away.
+pub(crate) struct Tracked<T> {
+    first: Option<Json<T>>,
+    rest: DocStream<T>,
     group: Arc<ModelGroup>,
     index: usize,
     in_flight: Option<InFlight>,
+    /// The usage reported so far.
+    usage: Usage,
 }
 
-impl Tracked {
+impl<T> Tracked<T> {
     pub(crate) fn new(
-        first: Json<ChatCompletionChunk>,
-        rest: ChunkStream,
+        first: Json<T>,
+        rest: DocStream<T>,
         group: Arc<ModelGroup>,
         index: usize,
         in_flight: InFlight,
     ) -> Self {
-        let tracked = Self { first: Some(first), rest, group, index, in_flight: Some(in_flight) };
-        if let Some(first) = &tracked.first {
-            tracked.count(first);
-        }
+        let mut tracked =
+            Self { first: None, rest, group, index, in_flight: Some(in_flight), usage: Usage::default() };
+        tracked.count(&first);
+        tracked.first = Some(first);
         tracked
     }
 
-    fn count(&self, chunk: &Json<ChatCompletionChunk>) {
+    fn count(&mut self, chunk: &Json<T>) {
         if let Some(usage) = chunk.usage() {
-            self.group.endpoints[self.index].state.usage.record_tokens(current_minute(), usage.total_tokens);
+            // A stream may report its usage in parts (Anthropic: input at the start, output
+            // at the end): each report counts only what it adds to the ones before.
+            let before = self.usage.total();
+            self.usage.merge(&usage);
+            let added = self.usage.total() - before;
+            self.group.endpoints[self.index].state.usage.record_tokens(current_minute(), added);
         }
     }
 
@@ -98,8 +105,8 @@ impl Tracked {
     }
 }
 
-impl Stream for Tracked {
-    type Item = Result<Json<ChatCompletionChunk>, LlmError>;
+impl<T> Stream for Tracked<T> {
+    type Item = Result<Json<T>, LlmError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if let Some(first) = self.first.take() {

@@ -2,8 +2,9 @@
 //!
 //! - [`openai`]: Chat Completions, Embeddings and Models request and response shapes, lossless
 //!   for fields the gateway does not model.
+//! - [`anthropic`]: Messages request, answer, stream event and error shapes, lossless likewise.
 //! - [`sse`]: an incremental server-sent-events decoder and an encoder.
-//! - [`error`]: the OpenAI error envelope.
+//! - [`error`]: the OpenAI error envelope (Anthropic's is in [`anthropic`]).
 //! - [`json`]: a document kept as received, with the facts the gateway acts on.
 //! - [`llm`]: the request, response and error every layer of the stack passes along.
 //!
@@ -20,6 +21,7 @@
 //! assert_eq!(request.extra["seed"], 7);
 //! ```
 
+pub mod anthropic;
 pub mod error;
 pub mod json;
 pub mod llm;

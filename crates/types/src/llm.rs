@@ -8,6 +8,7 @@ use std::{fmt, pin::Pin, sync::Arc, time::Duration};
 
 use futures_core::Stream;
 
+use crate::anthropic::{Message, MessagesRequest, StreamEvent};
 use crate::json::Json;
 use crate::openai::{
     ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, EmbeddingsRequest,
@@ -55,13 +56,18 @@ impl LlmRequest {
 
     /// Whether the client asked for a stream.
     pub fn is_stream(&self) -> bool {
-        matches!(&self.op, Operation::Chat(chat) if chat.is_stream())
+        match &self.op {
+            Operation::Chat(chat) => chat.is_stream(),
+            Operation::Messages(messages) => messages.is_stream(),
+            Operation::Embeddings(_) => false,
+        }
     }
 
-    /// The body as JSON for an OpenAI-dialect upstream, naming [`LlmRequest::model`].
+    /// The body as JSON in the client's dialect, naming [`LlmRequest::model`].
     pub fn to_json(&self) -> serde_json::Result<Vec<u8>> {
         let body = match &self.op {
             Operation::Chat(chat) => serde_json::to_vec(&**chat)?,
+            Operation::Messages(messages) => serde_json::to_vec(&**messages)?,
             Operation::Embeddings(embeddings) => serde_json::to_vec(&**embeddings)?,
         };
         self.with_model(body)
@@ -130,7 +136,7 @@ struct UsageStreamOptions<'a> {
     extra: Option<&'a Extra>,
 }
 
-/// Swaps the model in a serialised body. Both bodies serialise `model` first (it is their
+/// Swaps the model in a serialised body. Every body serialises `model` first (it is their
 /// first field), so the swap is a splice of the opening bytes, not a re-serialisation; should
 /// that ever stop holding, the slow path rewrites the document.
 fn replace_model(body: Vec<u8>, old: &str, new: &str) -> serde_json::Result<Vec<u8>> {
@@ -154,6 +160,10 @@ fn replace_model(body: Vec<u8>, old: &str, new: &str) -> serde_json::Result<Vec<
 pub enum Operation {
     /// A chat completion, streamed or not.
     Chat(Arc<ChatCompletionRequest>),
+    /// An Anthropic Messages request, streamed or not: the client spoke Anthropic's dialect.
+    /// An Anthropic deployment sends it as it is; any other is served through the OpenAI
+    /// dialect (`switchyard-providers`' `MessagesOverChatLayer`).
+    Messages(Arc<MessagesRequest>),
     /// Embeddings of one or more inputs.
     Embeddings(Arc<EmbeddingsRequest>),
 }
@@ -162,6 +172,11 @@ impl Operation {
     /// A chat completion request.
     pub fn chat(request: ChatCompletionRequest) -> Self {
         Self::Chat(Arc::new(request))
+    }
+
+    /// An Anthropic Messages request.
+    pub fn messages(request: MessagesRequest) -> Self {
+        Self::Messages(Arc::new(request))
     }
 
     /// An embeddings request.
@@ -173,6 +188,7 @@ impl Operation {
     pub fn model(&self) -> &str {
         match self {
             Self::Chat(chat) => &chat.model,
+            Self::Messages(messages) => &messages.model,
             Self::Embeddings(embeddings) => &embeddings.model,
         }
     }
@@ -180,7 +196,7 @@ impl Operation {
     /// The operation's name as the OpenTelemetry GenAI conventions spell it.
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Chat(_) => "chat",
+            Self::Chat(_) | Self::Messages(_) => "chat",
             Self::Embeddings(_) => "embeddings",
         }
     }
@@ -206,6 +222,27 @@ pub struct Usage {
     pub reasoning: u64,
 }
 
+// === impl Usage ===
+
+impl Usage {
+    /// Input and output tokens together.
+    pub fn total(&self) -> u64 {
+        self.input + self.output
+    }
+
+    /// Takes in a later report of the same answer: each kind is the larger of the two. A
+    /// stream reports its usage in parts (Anthropic: the input at `message_start`, the output,
+    /// cumulative, at `message_delta`) or once at its end (OpenAI); either way the largest
+    /// figure of each kind is the answer's.
+    pub fn merge(&mut self, later: &Usage) {
+        self.input = self.input.max(later.input);
+        self.output = self.output.max(later.output);
+        self.cached_input = self.cached_input.max(later.cached_input);
+        self.cache_creation = self.cache_creation.max(later.cache_creation);
+        self.reasoning = self.reasoning.max(later.reasoning);
+    }
+}
+
 /// Headers a layer asks the provider adapter to send upstream with this request, in
 /// [`LlmRequest::extensions`]; the adapter adds them to the provider request, replacing any
 /// configured header of the same name.
@@ -229,6 +266,8 @@ impl fmt::Debug for LlmResponse {
         let body = match &self.body {
             ResponseBody::Chat(_) => "Chat",
             ResponseBody::ChatStream(_) => "ChatStream",
+            ResponseBody::Message(_) => "Message",
+            ResponseBody::MessageStream(_) => "MessageStream",
             ResponseBody::Embeddings(_) => "Embeddings",
         };
         f.debug_struct("LlmResponse").field("body", &body).field("served_by", &self.served_by).finish()
@@ -237,17 +276,30 @@ impl fmt::Debug for LlmResponse {
 
 /// A response body. Documents are kept as received ([`Json`]): same-dialect traffic forwards
 /// the provider's bytes, and translation parses them when it needs to.
+///
+/// An answer is in the dialect of the request's [`Operation`]: `Chat` is answered with `Chat`
+/// or `ChatStream`, `Messages` with `Message` or `MessageStream`.
 pub enum ResponseBody {
     /// A complete chat completion.
     Chat(Json<ChatCompletion>),
     /// Chat completion chunks, each yielded as soon as the provider sent it.
     ChatStream(ChunkStream),
+    /// A complete Anthropic message.
+    Message(Json<Message>),
+    /// Anthropic stream events, each yielded as soon as the provider sent it.
+    MessageStream(EventStream),
     /// Embeddings.
     Embeddings(Json<EmbeddingsResponse>),
 }
 
-/// A stream of chat completion chunks. Dropping it cancels the upstream request.
-pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<Json<ChatCompletionChunk>, LlmError>> + Send>>;
+/// A stream of documents of one dialect. Dropping it cancels the upstream request.
+pub type DocStream<T> = Pin<Box<dyn Stream<Item = Result<Json<T>, LlmError>> + Send>>;
+
+/// A stream of chat completion chunks.
+pub type ChunkStream = DocStream<ChatCompletionChunk>;
+
+/// A stream of Anthropic Messages events.
+pub type EventStream = DocStream<StreamEvent>;
 
 /// Why a request failed, classified so that layers can act on it without knowing the provider.
 #[derive(Debug, Clone, PartialEq, Eq)]

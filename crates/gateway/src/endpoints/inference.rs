@@ -1,4 +1,8 @@
-//! `POST /v1/chat/completions` and `POST /v1/embeddings`: decode, call the stack, encode.
+//! `POST /v1/chat/completions`, `POST /v1/embeddings` and Anthropic's `POST /v1/messages`:
+//! decode, call the stack, encode in the client's dialect (errors included).
+//!
+//! A Messages request carries its `anthropic-version` and `anthropic-beta` headers down the
+//! stack ([`ClientHeaders`]): an Anthropic deployment sends them on, any other ignores them.
 //!
 //! Besides the body, a request may carry routing instructions:
 //! - `x-switchyard-timeout-ms`: a deadline for the whole request, retries included;
@@ -34,6 +38,7 @@ use serde_json::Value;
 use switchyard_accounting::admission::{AdmissionSlot, RequestSize, ResolvedModel};
 use switchyard_router::{Attempts, fallback::ClientFallbacks, timeout::RequestTimeouts};
 use switchyard_types::{
+    anthropic::{ClientHeaders, MessagesRequest},
     llm::{ChunkStream, ErrorClass, LlmError, LlmRequest, LlmResponse, Operation, ResponseBody},
     openai::ChatCompletionRequest,
 };
@@ -45,10 +50,10 @@ use crate::{
     app::AppState,
     auth::Caller,
     decode::{parse_json, read_body},
-    encode::openai_response,
+    encode::{anthropic_response, openai_response},
     headers,
-    respond::error_response,
-    settle::{self, Settle, Spend},
+    respond::{Dialect, error_response_in},
+    settle::{self, Prompt, Settle, Spend},
 };
 
 /// The longest list of client fallbacks accepted.
@@ -56,15 +61,38 @@ const MAX_CLIENT_FALLBACKS: usize = 10;
 
 pub(super) async fn chat_completions(State(state): State<AppState>, request: Request) -> Response {
     let allow = state.allow_client_fallbacks;
-    serve(&state, request, "chat completion request", move |mut chat: ChatCompletionRequest| {
-        let fallbacks = if allow { client_fallbacks(&mut chat)? } else { None };
-        Ok((Operation::chat(chat), fallbacks))
-    })
+    serve(
+        &state,
+        request,
+        Dialect::OpenAi,
+        "chat completion request",
+        move |mut chat: ChatCompletionRequest| {
+            let fallbacks = if allow { client_fallbacks(&mut chat)? } else { None };
+            Ok((Operation::chat(chat), fallbacks))
+        },
+    )
     .await
 }
 
 pub(super) async fn embeddings(State(state): State<AppState>, request: Request) -> Response {
-    serve(&state, request, "embeddings request", |body| Ok((Operation::embeddings(body), None))).await
+    serve(&state, request, Dialect::OpenAi, "embeddings request", |body| {
+        Ok((Operation::embeddings(body), None))
+    })
+    .await
+}
+
+pub(super) async fn messages(State(state): State<AppState>, request: Request) -> Response {
+    serve(&state, request, Dialect::Anthropic, "Messages request", |body: MessagesRequest| {
+        if body.max_tokens.is_none() {
+            return Err(LlmError::new(
+                ErrorClass::BadRequest,
+                "max_tokens: Field required. Send the most tokens the answer may take, e.g. \"max_tokens\": 1024.",
+            )
+            .with_param("max_tokens"));
+        }
+        Ok((Operation::messages(body), None))
+    })
+    .await
 }
 
 type Prepared = Result<(Operation, Option<ClientFallbacks>), LlmError>;
@@ -72,9 +100,11 @@ type Prepared = Result<(Operation, Option<ClientFallbacks>), LlmError>;
 async fn serve<T: DeserializeOwned>(
     state: &AppState,
     request: Request,
+    dialect: Dialect,
     what: &str,
     prepare: impl FnOnce(T) -> Prepared,
 ) -> Response {
+    let error_response = |error: &LlmError| error_response_in(dialect, error);
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     let mut size = 0;
@@ -93,6 +123,12 @@ async fn serve<T: DeserializeOwned>(
             let mut request = LlmRequest::new(operation);
             if let Some(fallbacks) = fallbacks {
                 request.extensions.insert(fallbacks);
+            }
+            if dialect == Dialect::Anthropic {
+                request.extensions.insert(ClientHeaders {
+                    version: parts.headers.get("anthropic-version").cloned(),
+                    beta: parts.headers.get("anthropic-beta").cloned(),
+                });
             }
             (request, timeouts)
         }
@@ -120,12 +156,16 @@ async fn serve<T: DeserializeOwned>(
             }
         }
     }
-    let (end_user, chat, wants_usage) = match &request.op {
+    let (end_user, prompt, wants_usage) = match &request.op {
         Operation::Chat(chat) => (
             chat.user.clone(),
-            Some(Arc::clone(chat)),
+            Some(Prompt::Chat(Arc::clone(chat))),
             chat.stream_options.as_ref().and_then(|o| o.include_usage) == Some(true),
         ),
+        // Anthropic streams always carry their usage.
+        Operation::Messages(messages) => {
+            (messages.user_id().map(str::to_owned), Some(Prompt::Messages(Arc::clone(messages))), true)
+        }
         Operation::Embeddings(embeddings) => {
             (embeddings.extra.get("user").and_then(Value::as_str).map(str::to_owned), None, true)
         }
@@ -144,7 +184,7 @@ async fn serve<T: DeserializeOwned>(
         end_user,
         requested: request.model().to_owned(),
         slot: slot.clone(),
-        chat,
+        prompt,
     };
     let span = tracing::info_span!(
         target: switchyard_router::SPAN_TARGET,
@@ -165,12 +205,15 @@ async fn serve<T: DeserializeOwned>(
         gen_ai.output.messages = tracing::field::Empty,
     );
     // Prompts may hold personal data: on spans only when the operator asked for it.
-    if switchyard_telemetry::trace::capture_content()
-        && !span.is_disabled()
-        && let Operation::Chat(chat) = &request.op
-        && let Ok(messages) = serde_json::to_string(&chat.messages)
-    {
-        span.record("gen_ai.input.messages", messages);
+    if switchyard_telemetry::trace::capture_content() && !span.is_disabled() {
+        let messages = match &request.op {
+            Operation::Chat(chat) => serde_json::to_string(&chat.messages).ok(),
+            Operation::Messages(messages) => serde_json::to_string(&messages.messages).ok(),
+            Operation::Embeddings(_) => None,
+        };
+        if let Some(messages) = messages {
+            span.record("gen_ai.input.messages", messages);
+        }
     }
     switchyard_telemetry::trace::set_parent(&span, &parts.headers);
     let settle = Settle::new(
@@ -203,8 +246,19 @@ async fn serve<T: DeserializeOwned>(
                     cost = settle::finish_json(settle, &embeddings, answered);
                     ResponseBody::Embeddings(embeddings)
                 }
+                ResponseBody::MessageStream(events) => {
+                    ResponseBody::MessageStream(settle.watch(events, answered))
+                }
+                ResponseBody::Message(message) => {
+                    cost = settle::finish_json(settle, &message, answered);
+                    ResponseBody::Message(message)
+                }
             };
-            openai_response(LlmResponse { body, served_by }).await
+            let response = LlmResponse { body, served_by };
+            match dialect {
+                Dialect::OpenAi => openai_response(response).await,
+                Dialect::Anthropic => anthropic_response(response).await,
+            }
         }
         Err(error) => {
             tracing::debug!(class = %error.class, error = %error.message, "request failed");

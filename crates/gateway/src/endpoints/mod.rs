@@ -1,6 +1,7 @@
 //! The HTTP endpoints, each in its own module, and the table of routes.
 
 mod admin;
+mod count_tokens;
 mod health;
 mod inference;
 mod metrics;
@@ -19,6 +20,8 @@ pub(crate) fn api() -> Router<AppState> {
         .route("/v1/chat/completions", post(inference::chat_completions))
         .route("/chat/completions", post(inference::chat_completions))
         .route("/v1/embeddings", post(inference::embeddings))
+        .route("/v1/messages", post(inference::messages))
+        .route("/v1/messages/count_tokens", post(count_tokens::count_tokens))
         .route("/embeddings", post(inference::embeddings))
         .route("/v1/models", get(models::list))
         .route("/models", get(models::list))

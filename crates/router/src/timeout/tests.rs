@@ -6,7 +6,10 @@ use std::collections::VecDeque;
 use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt, future::BoxFuture, stream};
 use serde_json::json;
-use switchyard_types::llm::Operation;
+use switchyard_types::{
+    llm::{ChunkStream, Operation},
+    openai::ChatCompletionChunk,
+};
 use tower::{Layer, ServiceExt, service_fn};
 
 use super::*;
