@@ -220,6 +220,14 @@ models:
   - name: broken
     deployments:
       - {{provider: openai, model: x, api_base: 'http://127.0.0.1:{closed_port}/v1', api_key: k}}
+  # Anthropic's dialect: a native Anthropic deployment (the mock's /v1/messages), and a
+  # Claude-named model served by an OpenAI-dialect deployment, for the Anthropic SDK's crossing.
+  - name: claude-sonnet
+    deployments:
+      - {{provider: anthropic, model: mock-claude, api_base: 'http://127.0.0.1:{mock_port}', api_key: {upstream_key}}}
+  - name: claude-via-openai
+    deployments:
+      - {{provider: openai, model: mock-gpt, api_base: 'http://127.0.0.1:{mock_port}/v1', api_key: {upstream_key}}}
 """
 
 
@@ -295,6 +303,14 @@ def client(stack: Stack):
     import openai
 
     with openai.OpenAI(base_url=stack.base_url, api_key=MASTER_KEY, max_retries=0, timeout=30.0) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def anthropic_client(stack: Stack):
+    import anthropic
+
+    with anthropic.Anthropic(base_url=stack.root_url, api_key=MASTER_KEY, max_retries=0, timeout=30.0) as sdk:
         yield sdk
 
 

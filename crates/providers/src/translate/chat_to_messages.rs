@@ -431,6 +431,8 @@ impl Chunks {
                     Some("thinking_delta") => {
                         Some(self.chunk(json!({"reasoning_content": text("thinking")}), None))
                     }
+                    // The first fragment is often empty: nothing to send.
+                    Some("input_json_delta") if text("partial_json").is_none_or(str::is_empty) => None,
                     Some("input_json_delta") => {
                         let index = field("index").and_then(Value::as_u64).unwrap_or_default();
                         let call = self.tools.get(&index).copied().unwrap_or_default();
