@@ -12,6 +12,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use switchyard_providers::{
     client::{ClientSettings, build_client},
+    cohere::{Cohere, CohereSettings},
     mock::MockProvider,
     openai::{OpenAiCompatible, OpenAiSettings},
     presets::{self, Dialect},
@@ -142,6 +143,9 @@ fn build_endpoint(
             Dialect::OpenAi => {
                 BoxCloneSyncService::new(openai_adapter(config, preset, Arc::clone(&label), clients, env)?)
             }
+            Dialect::Cohere => {
+                BoxCloneSyncService::new(cohere_adapter(config, preset, Arc::clone(&label), clients, env)?)
+            }
             dialect => return Err(format!("the {dialect:?} adapter is not built yet")),
         }
     };
@@ -193,6 +197,25 @@ fn openai_adapter(
     OpenAiCompatible::new(clients.get(config.connect_timeout_ms)?, settings)
         .map(|adapter| adapter.asking_stream_usage(preset.accepts_stream_options))
         .map_err(|e| e.to_string())
+}
+
+/// A Cohere deployment: the native v2 adapter (`/v2/chat`, `/v2/embed`), Bearer auth.
+fn cohere_adapter(
+    config: &DeploymentConfig,
+    preset: &presets::Preset,
+    label: Arc<str>,
+    clients: &mut Clients,
+    env: &HashMap<String, String>,
+) -> Result<Cohere, String> {
+    let model = config.model.value.as_str();
+    let settings = CohereSettings {
+        label,
+        api_base: api_base(config, preset)?,
+        api_key: config.resolved_key(env),
+        model: (model != "*").then(|| model.to_owned()),
+        headers: headers(config)?,
+    };
+    Cohere::new(clients.get(config.connect_timeout_ms)?, settings).map_err(|e| e.to_string())
 }
 
 /// The deployment's base URL: its own, else its preset's.
@@ -290,5 +313,19 @@ mod tests {
         assert_eq!(labels, ["vllm/llama#0", "vllm/llama#1", "azure/gpt"]);
         let providers: Vec<&str> = group.endpoints().iter().map(provider_of).collect();
         assert_eq!(providers, ["vllm", "vllm", "azure.ai.openai"], "GenAI convention names");
+    }
+
+    #[test]
+    fn cohere_deployments_get_the_native_adapter() {
+        let t = table(
+            "models:
+  - name: command
+    deployments:
+      - {provider: cohere, model: command-a-03-2025, api_key: co-key}
+",
+        );
+        let (group, _) = t.resolve("command").expect("command exists");
+        assert_eq!(&*group.endpoints()[0].label, "cohere/command-a-03-2025");
+        assert_eq!(provider_of(&group.endpoints()[0]), "cohere");
     }
 }
