@@ -113,6 +113,17 @@ fn what_cohere_cannot_express_is_refused_before_sending_with_the_field_named() {
     }
 }
 
+#[test]
+fn tool_choice_none_without_tools_is_left_out() {
+    let request =
+        chat(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tool_choice": "none"}));
+    let sent: Value = serde_json::from_slice(&cohere::chat_request_body(&request, MODEL).unwrap()).unwrap();
+    assert_eq!(
+        sent,
+        json!({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": false})
+    );
+}
+
 // === responses ===
 
 #[test]

@@ -170,6 +170,8 @@ pub(crate) fn chat_body<'a>(
         None => None,
         Some(Value::String(choice)) => match choice.as_str() {
             "auto" => None,
+            // Without tools there is nothing to forbid, and Cohere wants `tools` with a choice.
+            "none" if tools.is_empty() => None,
             "none" => Some("NONE"),
             "required" => Some("REQUIRED"),
             other => {
