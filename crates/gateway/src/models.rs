@@ -13,6 +13,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use switchyard_providers::{
     anthropic::{Anthropic, AnthropicSettings},
     client::{ClientSettings, build_client},
+    cohere::{Cohere, CohereSettings},
     messages_over_chat::MessagesOverChatLayer,
     mock::MockProvider,
     openai::{OpenAiCompatible, OpenAiSettings},
@@ -155,6 +156,13 @@ fn build_endpoint(
             Dialect::Anthropic => {
                 BoxCloneSyncService::new(anthropic_adapter(config, preset, Arc::clone(&label), clients, env)?)
             }
+            Dialect::Cohere => BoxCloneSyncService::new(over_chat.layer(cohere_adapter(
+                config,
+                preset,
+                Arc::clone(&label),
+                clients,
+                env,
+            )?)),
             dialect => return Err(format!("the {dialect:?} adapter is not built yet")),
         }
     };
@@ -225,6 +233,25 @@ fn anthropic_adapter(
         headers: headers(config)?,
     };
     Anthropic::new(clients.get(config.connect_timeout_ms)?, settings).map_err(|e| e.to_string())
+}
+
+/// A Cohere deployment: the native v2 adapter (`/v2/chat`, `/v2/embed`), Bearer auth.
+fn cohere_adapter(
+    config: &DeploymentConfig,
+    preset: &presets::Preset,
+    label: Arc<str>,
+    clients: &mut Clients,
+    env: &HashMap<String, String>,
+) -> Result<Cohere, String> {
+    let model = config.model.value.as_str();
+    let settings = CohereSettings {
+        label,
+        api_base: api_base(config, preset)?,
+        api_key: config.resolved_key(env),
+        model: (model != "*").then(|| model.to_owned()),
+        headers: headers(config)?,
+    };
+    Cohere::new(clients.get(config.connect_timeout_ms)?, settings).map_err(|e| e.to_string())
 }
 
 /// The deployment's base URL: its own, else its preset's.
@@ -322,5 +349,19 @@ mod tests {
         assert_eq!(labels, ["vllm/llama#0", "vllm/llama#1", "azure/gpt"]);
         let providers: Vec<&str> = group.endpoints().iter().map(provider_of).collect();
         assert_eq!(providers, ["vllm", "vllm", "azure.ai.openai"], "GenAI convention names");
+    }
+
+    #[test]
+    fn cohere_deployments_get_the_native_adapter() {
+        let t = table(
+            "models:
+  - name: command
+    deployments:
+      - {provider: cohere, model: command-a-03-2025, api_key: co-key}
+",
+        );
+        let (group, _) = t.resolve("command").expect("command exists");
+        assert_eq!(&*group.endpoints()[0].label, "cohere/command-a-03-2025");
+        assert_eq!(provider_of(&group.endpoints()[0]), "cohere");
     }
 }

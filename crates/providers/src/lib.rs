@@ -7,6 +7,7 @@
 //! resend once a request that died on a stale pooled connection ([`client`]).
 //!
 //! - [`openai`]: OpenAI, Azure OpenAI and every OpenAI-compatible server; [`presets`] names them.
+//! - [`cohere`]: Cohere's native v2 API (chat, streamed or not, and embeddings).
 //! - [`mock`]: the built-in local `mock` model of the zero-config gateway.
 //!
 //! ```no_run
@@ -34,6 +35,7 @@
 
 pub mod anthropic;
 pub mod client;
+pub mod cohere;
 pub mod messages_over_chat;
 pub mod mock;
 pub mod openai;

@@ -21,7 +21,7 @@ pub enum Fault {
         body: serde_json::Value,
     },
     /// Answer 429 with `Retry-After` (and OpenAI's `x-ratelimit-*` headers) and an OpenAI
-    /// `rate_limit_error` envelope.
+    /// `rate_limit_error` envelope; on Cohere's paths, `Retry-After` and Cohere's error shape.
     RateLimited {
         /// The value of `Retry-After`, in seconds.
         retry_after_secs: u64,

@@ -1,8 +1,9 @@
 //! Mock LLM providers for Switchyard's tests and benchmarks: a real HTTP server on loopback that
 //! answers like a provider, with scripted delays and faults, and counts what it saw.
 //!
-//! The mock speaks the OpenAI dialect today ([`MockServer`] serves Chat Completions, streamed and
-//! not, Embeddings and Models, under OpenAI, prefix-less and Azure paths). Each dialect lives in
+//! The mock speaks the OpenAI dialect ([`MockServer`] serves Chat Completions, streamed and
+//! not, Embeddings and Models, under OpenAI, prefix-less and Azure paths) and Cohere's v2
+//! (`/v2/chat`, streamed and not, and `/v2/embed`, with Cohere's error shape on those paths). Each dialect lives in
 //! its own module so that Anthropic, Gemini and Bedrock mocks can sit next to the OpenAI one and
 //! share the server, the timing engine, the faults and the counters.
 //!
@@ -48,6 +49,7 @@
 //! ```
 
 mod body;
+mod cohere;
 mod config;
 mod fault;
 mod openai;

@@ -70,12 +70,13 @@ struct ChatView<'a> {
     max_completion_tokens: Option<u64>,
 }
 
+/// A message as the mock reads it; Cohere's v2 messages have the same two fields.
 #[derive(Debug, Deserialize)]
-struct MessageView<'a> {
+pub(crate) struct MessageView<'a> {
     #[serde(borrow)]
-    role: Cow<'a, str>,
+    pub(crate) role: Cow<'a, str>,
     #[serde(default)]
-    content: Chars,
+    pub(crate) content: Chars,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,22 +85,23 @@ struct StreamOptionsView {
     include_usage: Option<bool>,
 }
 
+/// A tool as the mock reads it; Cohere's v2 tools have the same shape.
 #[derive(Debug, Deserialize)]
-struct ToolView<'a> {
+pub(crate) struct ToolView<'a> {
     #[serde(default, borrow)]
-    function: Option<FunctionView<'a>>,
+    pub(crate) function: Option<FunctionView<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct FunctionView<'a> {
+pub(crate) struct FunctionView<'a> {
     #[serde(borrow)]
-    name: Cow<'a, str>,
+    pub(crate) name: Cow<'a, str>,
 }
 
 /// The number of characters of text in a message's content, counted while parsing: a string, an
 /// array of parts (their `text` fields), or null.
 #[derive(Debug, Default, Clone, Copy)]
-struct Chars(usize);
+pub(crate) struct Chars(pub(crate) usize);
 
 #[derive(Debug, Deserialize)]
 struct EmbeddingsView<'a> {

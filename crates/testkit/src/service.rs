@@ -3,7 +3,8 @@
 //!
 //! Routing is by path suffix, so one server answers OpenAI (`/v1/chat/completions`), prefix-less
 //! (`/chat/completions`) and Azure (`/openai/deployments/{name}/chat/completions?api-version=...`)
-//! clients alike. `GET /__stats` answers the counters as JSON for tools outside the process (the
+//! clients alike, and Cohere's v2 (`/v2/chat`, `/v2/embed`), whose rate limits and key failures
+//! are answered in Cohere's error shape. `GET /__stats` answers the counters as JSON for tools outside the process (the
 //! benchmark); it is not counted, recorded, faulted or authenticated.
 //!
 //! `POST .../v1/traces` makes the mock an OTLP/HTTP trace sink, so that a gateway under test or
@@ -25,9 +26,9 @@ use hyper::body::Incoming;
 
 use crate::Fault;
 use crate::body::{EventSource, MockBody, SseStream, StreamHooks};
-use crate::openai;
 use crate::server::{ConnSignal, Shared};
 use crate::stats::bump;
+use crate::{cohere, openai};
 
 /// The path of the counters endpoint.
 const STATS_PATH: &str = "/__stats";
@@ -105,6 +106,9 @@ pub(crate) async fn handle(
             shared.counters.add_fault(&fault, random);
             match fault {
                 Fault::Status { status, body } => return Ok(status_fault(status, &body)),
+                Fault::RateLimited { retry_after_secs } if cohere::owns(parts.uri.path()) => {
+                    return Ok(cohere::rate_limited(retry_after_secs));
+                }
                 Fault::RateLimited { retry_after_secs } => return Ok(rate_limited(retry_after_secs)),
                 Fault::Hang => std::future::pending::<()>().await,
                 Fault::ResetBeforeHeaders => {
@@ -118,6 +122,9 @@ pub(crate) async fn handle(
             if let Some(key) = &shared.config.api_key
                 && let Err(message) = authenticate(key, &parts.headers)
             {
+                if cohere::owns(parts.uri.path()) {
+                    return Ok(cohere::unauthorized());
+                }
                 return Ok(openai::error(StatusCode::UNAUTHORIZED, message, Some("invalid_api_key")));
             }
         }
@@ -126,6 +133,8 @@ pub(crate) async fn handle(
     let cx = Cx { shared: &shared, conn: &conn, reset_after };
     let path = parts.uri.path();
     let response = match parts.method {
+        Method::POST if path.ends_with("/v2/chat") => delayed(&cx, cohere::chat(&cx, &body)).await,
+        Method::POST if path.ends_with("/v2/embed") => delayed(&cx, cohere::embed(&cx, &body)).await,
         Method::POST if path.ends_with("/chat/completions") => {
             delayed(&cx, openai::chat(&cx, path, &body)).await
         }

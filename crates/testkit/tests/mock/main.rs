@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
 mod chat;
+mod cohere;
 mod connection;
 mod faults;
 mod routes;
