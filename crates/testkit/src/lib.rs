@@ -1,8 +1,10 @@
 //! Mock LLM providers for Switchyard's tests and benchmarks: a real HTTP server on loopback that
 //! answers like a provider, with scripted delays and faults, and counts what it saw.
 //!
-//! The mock speaks the OpenAI dialect today ([`MockServer`] serves Chat Completions, streamed and
-//! not, Embeddings and Models, under OpenAI, prefix-less and Azure paths). Each dialect lives in
+//! The mock speaks the OpenAI dialect ([`MockServer`] serves Chat Completions, streamed and
+//! not, Embeddings and Models, under OpenAI, prefix-less and Azure paths) and AWS Bedrock's
+//! Converse and ConverseStream (binary event streams, SigV4 checked when [`MockConfig::aws`]
+//! is set). Each dialect lives in
 //! its own module so that Anthropic, Gemini and Bedrock mocks can sit next to the OpenAI one and
 //! share the server, the timing engine, the faults and the counters.
 //!
@@ -47,6 +49,7 @@
 //! # }
 //! ```
 
+mod bedrock;
 mod body;
 mod config;
 mod fault;
@@ -57,7 +60,7 @@ mod service;
 mod stats;
 mod synth;
 
-pub use config::MockConfig;
+pub use config::{AwsKeys, MockConfig};
 pub use fault::{Fault, RandomFaults};
 pub use record::RecordedRequest;
 pub use server::MockServer;
