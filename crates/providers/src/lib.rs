@@ -7,6 +7,7 @@
 //! resend once a request that died on a stale pooled connection ([`client`]).
 //!
 //! - [`openai`]: OpenAI, Azure OpenAI and every OpenAI-compatible server; [`presets`] names them.
+//! - [`bedrock`]: AWS Bedrock's Converse API (SigV4-signed; binary event streams).
 //! - [`mock`]: the built-in local `mock` model of the zero-config gateway.
 //!
 //! ```no_run
@@ -32,6 +33,7 @@
 //! [`LlmRequest`]: switchyard_types::llm::LlmRequest
 //! [`LlmResponse`]: switchyard_types::llm::LlmResponse
 
+pub mod bedrock;
 pub mod client;
 pub mod mock;
 pub mod openai;
