@@ -237,8 +237,11 @@ impl Inner {
         // What layers asked for (a `traceparent`, ...) replaces configured headers of the
         // same name, and is signed like them.
         if let Some(UpstreamHeaders(extra)) = request.extensions.get::<UpstreamHeaders>() {
+            for name in extra.keys() {
+                headers.remove(name);
+            }
             for (name, value) in extra {
-                headers.insert(name.clone(), value.clone());
+                headers.append(name.clone(), value.clone());
             }
         }
         sign::sign_request(
