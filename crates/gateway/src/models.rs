@@ -12,6 +12,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use switchyard_providers::{
     anthropic::{Anthropic, AnthropicSettings},
+    bedrock::{AwsCredentials, Bedrock, BedrockSettings},
     client::{ClientSettings, build_client},
     cohere::{Cohere, CohereSettings},
     messages_over_chat::MessagesOverChatLayer,
@@ -113,6 +114,7 @@ impl Clients {
 fn genai_provider(preset: &str) -> &str {
     match preset {
         "azure" => "azure.ai.openai",
+        "bedrock" => "aws.bedrock",
         "mistral" => "mistral_ai",
         "xai" => "x_ai",
         other => other,
@@ -159,6 +161,12 @@ fn build_endpoint(
             Dialect::Cohere => BoxCloneSyncService::new(over_chat.layer(cohere_adapter(
                 config,
                 preset,
+                Arc::clone(&label),
+                clients,
+                env,
+            )?)),
+            Dialect::Bedrock => BoxCloneSyncService::new(over_chat.layer(bedrock_adapter(
+                config,
                 Arc::clone(&label),
                 clients,
                 env,
@@ -254,6 +262,40 @@ fn cohere_adapter(
     Cohere::new(clients.get(config.connect_timeout_ms)?, settings).map_err(|e| e.to_string())
 }
 
+/// A Bedrock deployment: its region and AWS credentials from the configuration, else from the
+/// AWS environment variables. A session token from `AWS_SESSION_TOKEN` goes only with keys that
+/// also came from the environment: it belongs to them, not to keys written in the file.
+fn bedrock_adapter(
+    config: &DeploymentConfig,
+    label: Arc<str>,
+    clients: &mut Clients,
+    env: &HashMap<String, String>,
+) -> Result<Bedrock, String> {
+    let region =
+        config.aws_region(env).ok_or("Bedrock deployments need a region: set region or export AWS_REGION")?;
+    let missing = "Bedrock deployments need aws_access_key_id and aws_secret_access_key (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)";
+    let access_key_id =
+        config.secret_or_env(&config.aws_access_key_id, "AWS_ACCESS_KEY_ID", env).ok_or(missing)?;
+    let secret_access_key =
+        config.secret_or_env(&config.aws_secret_access_key, "AWS_SECRET_ACCESS_KEY", env).ok_or(missing)?;
+    let session_token = if config.aws_access_key_id.is_some() {
+        config.aws_session_token.as_ref().map(|t| t.expose().to_owned()).filter(|t| !t.is_empty())
+    } else {
+        config.secret_or_env(&config.aws_session_token, "AWS_SESSION_TOKEN", env)
+    };
+    let model = config.model.value.as_str();
+    let settings = BedrockSettings {
+        label,
+        region,
+        api_base: config.api_base.as_ref().map(|b| b.value.clone()),
+        credentials: AwsCredentials { access_key_id, secret_access_key, session_token },
+        model: (model != "*").then(|| model.to_owned()),
+        default_max_tokens: config.default_max_tokens,
+        headers: headers(config)?,
+    };
+    Bedrock::new(clients.get(config.connect_timeout_ms)?, settings).map_err(|e| e.to_string())
+}
+
 /// The deployment's base URL: its own, else its preset's.
 fn api_base(config: &DeploymentConfig, preset: &presets::Preset) -> Result<String, String> {
     config
@@ -331,6 +373,28 @@ mod tests {
         );
         assert_eq!(group.endpoints()[1].settings.weight, 1);
         assert_eq!(owned_by(group), "vllm");
+    }
+
+    #[test]
+    fn a_bedrock_deployment_builds_from_the_aws_environment() {
+        let env: HashMap<String, String> = [
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("AWS_SESSION_TOKEN", "token"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let yaml = "models:\n  - {name: c, deployments: [{provider: bedrock, model: 'anthropic.claude-3-5-sonnet-20240620-v1:0'}]}\n";
+        let config = Config::parse(yaml, "t.yaml", env.clone()).expect("valid config");
+        let t = build_table(&config, &env).expect("table");
+        let (group, _) = t.resolve("c").expect("c exists");
+        assert_eq!(provider_of(&group.endpoints()[0]), "aws.bedrock");
+
+        let without = HashMap::new();
+        let Err(error) = build_table(&config, &without) else { panic!("no credentials, no deployment") };
+        assert!(error.to_string().contains("region"), "{error}");
     }
 
     #[test]

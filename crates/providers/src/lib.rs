@@ -8,6 +8,7 @@
 //!
 //! - [`openai`]: OpenAI, Azure OpenAI and every OpenAI-compatible server; [`presets`] names them.
 //! - [`cohere`]: Cohere's native v2 API (chat, streamed or not, and embeddings).
+//! - [`bedrock`]: AWS Bedrock's Converse API (SigV4-signed; binary event streams).
 //! - [`mock`]: the built-in local `mock` model of the zero-config gateway.
 //!
 //! ```no_run
@@ -34,6 +35,7 @@
 //! [`LlmResponse`]: switchyard_types::llm::LlmResponse
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod client;
 pub mod cohere;
 pub mod messages_over_chat;

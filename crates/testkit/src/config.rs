@@ -28,6 +28,10 @@ pub struct MockConfig {
     /// Cohere's paths). `GET /__stats` and requests that take a [`Fault`](crate::Fault)
     /// (queued or random) are exempt.
     pub api_key: Option<String>,
+    /// When set, every request to a Bedrock path (`.../model/{id}/converse[-stream]`) must be
+    /// SigV4-signed with these credentials; others get a 403 in Bedrock's shape. Requests that
+    /// take a [`Fault`](crate::Fault) are exempt, as with `api_key`.
+    pub aws: Option<AwsKeys>,
     /// Keep every request for [`MockServer::requests`](crate::MockServer::requests). On by
     /// default; the benchmark binary turns it off, since cloning headers and parsing the body a
     /// second time would cost the load generator CPU it shares a core with.
@@ -45,7 +49,20 @@ impl Default for MockConfig {
             chunks: 20,
             close_after_stream: false,
             api_key: None,
+            aws: None,
             record_requests: true,
         }
     }
+}
+
+/// The AWS credentials a mock expects Bedrock requests to be signed with
+/// ([`MockConfig::aws`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsKeys {
+    /// The access key id the signature's credential scope must name.
+    pub access_key_id: String,
+    /// The secret the signature must be computed with.
+    pub secret_access_key: String,
+    /// When set, the request's `x-amz-security-token` must be this session token.
+    pub session_token: Option<String>,
 }

@@ -14,6 +14,9 @@ use std::sync::{Mutex, PoisonError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// Answer with this status and this JSON body. A status outside 100..=999 becomes 500.
+    /// On a Bedrock path the answer also names its exception in `x-amzn-errortype`: the
+    /// body's `__type`, else the one Bedrock answers that status with (400
+    /// `ValidationException`, 429 `ThrottlingException`, ...).
     Status {
         /// The HTTP status code.
         status: u16,
@@ -21,7 +24,8 @@ pub enum Fault {
         body: serde_json::Value,
     },
     /// Answer 429 with `Retry-After` (and OpenAI's `x-ratelimit-*` headers) and an OpenAI
-    /// `rate_limit_error` envelope; on Cohere's paths, `Retry-After` and Cohere's error shape.
+    /// `rate_limit_error` envelope; on Cohere's paths, `Retry-After` and Cohere's error shape;
+    /// on a Bedrock path, a `ThrottlingException` in Bedrock's shape, with `Retry-After`.
     RateLimited {
         /// The value of `Retry-After`, in seconds.
         retry_after_secs: u64,

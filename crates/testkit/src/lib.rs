@@ -2,8 +2,10 @@
 //! answers like a provider, with scripted delays and faults, and counts what it saw.
 //!
 //! The mock speaks the OpenAI dialect ([`MockServer`] serves Chat Completions, streamed and
-//! not, Embeddings and Models, under OpenAI, prefix-less and Azure paths) and Cohere's v2
-//! (`/v2/chat`, streamed and not, and `/v2/embed`, with Cohere's error shape on those paths). Each dialect lives in
+//! not, Embeddings and Models, under OpenAI, prefix-less and Azure paths), Cohere's v2
+//! (`/v2/chat`, streamed and not, and `/v2/embed`, with Cohere's error shape on those paths) and
+//! AWS Bedrock's Converse and ConverseStream (binary event streams, SigV4 checked when
+//! [`MockConfig::aws`] is set). Each dialect lives in
 //! its own module so that Anthropic, Gemini and Bedrock mocks can sit next to the OpenAI one and
 //! share the server, the timing engine, the faults and the counters.
 //!
@@ -48,6 +50,7 @@
 //! # }
 //! ```
 
+mod bedrock;
 mod body;
 mod cohere;
 mod config;
@@ -59,7 +62,7 @@ mod service;
 mod stats;
 mod synth;
 
-pub use config::MockConfig;
+pub use config::{AwsKeys, MockConfig};
 pub use fault::{Fault, RandomFaults};
 pub use record::RecordedRequest;
 pub use server::MockServer;

@@ -71,6 +71,7 @@ async fn run(args: Args) -> std::io::Result<()> {
         close_after_stream: args.close_after_stream,
         api_key: args.api_key,
         record_requests: false,
+        ..MockConfig::default()
     };
     let summary = format!(
         "delay {}ms, ttft {}ms, chunk {}ms, {} chunks, {} thread(s){}{}",

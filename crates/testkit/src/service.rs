@@ -25,6 +25,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::Fault;
+use crate::bedrock;
 use crate::body::{EventSource, MockBody, SseStream, StreamHooks};
 use crate::server::{ConnSignal, Shared};
 use crate::stats::bump;
@@ -94,6 +95,8 @@ pub(crate) async fn handle(
     bump(&shared.counters.requests);
     shared.recorder.record(&parts, &body);
 
+    // Bedrock's paths answer faults and authentication failures in Bedrock's shape.
+    let bedrock_path = bedrock::is_path(parts.uri.path());
     let mut reset_after = None;
     // A queued fault first: a test that scripted one expects it on the next request, whatever
     // the dice say. The dice are only rolled for requests the queue leaves alone.
@@ -105,9 +108,15 @@ pub(crate) async fn handle(
         Some((fault, random)) => {
             shared.counters.add_fault(&fault, random);
             match fault {
+                Fault::Status { status, body } if bedrock_path => {
+                    return Ok(bedrock::status_fault(status, &body));
+                }
                 Fault::Status { status, body } => return Ok(status_fault(status, &body)),
                 Fault::RateLimited { retry_after_secs } if cohere::owns(parts.uri.path()) => {
                     return Ok(cohere::rate_limited(retry_after_secs));
+                }
+                Fault::RateLimited { retry_after_secs } if bedrock_path => {
+                    return Ok(bedrock::throttled(retry_after_secs));
                 }
                 Fault::RateLimited { retry_after_secs } => return Ok(rate_limited(retry_after_secs)),
                 Fault::Hang => std::future::pending::<()>().await,
@@ -116,6 +125,13 @@ pub(crate) async fn handle(
                     std::future::pending::<()>().await;
                 }
                 Fault::ResetMidStream { after_chunks } => reset_after = Some(after_chunks),
+            }
+        }
+        None if bedrock_path => {
+            if let Some(keys) = &shared.config.aws
+                && let Err(refused) = bedrock::authenticate(keys, &parts, &body)
+            {
+                return Ok(*refused);
             }
         }
         None => {
@@ -138,6 +154,7 @@ pub(crate) async fn handle(
         Method::POST if path.ends_with("/chat/completions") => {
             delayed(&cx, openai::chat(&cx, path, &body)).await
         }
+        Method::POST if bedrock_path => delayed(&cx, bedrock::converse(&cx, path, &body)).await,
         Method::POST if path.ends_with("/embeddings") => {
             delayed(&cx, openai::embeddings(&cx, path, &body)).await
         }

@@ -12,8 +12,8 @@ pub struct Stats {
     /// Requests received, whatever their route or outcome (`GET /__stats` and OTLP exports
     /// excepted: see [`otlp_exports`](Stats::otlp_exports)).
     pub requests: u64,
-    /// Chat completion requests that reached the chat handler, streamed or not, invalid bodies
-    /// included. Requests answered by a fault (but `ResetMidStream`, which cuts the handler's
+    /// Chat completion requests that reached the chat handler (Bedrock's Converse handler
+    /// too), streamed or not, invalid bodies included. Requests answered by a fault (but `ResetMidStream`, which cuts the handler's
     /// answer) or rejected for their key are not counted.
     pub chat_completions: u64,
     /// Streamed chat responses started.
