@@ -97,6 +97,7 @@ async fn reset_mid_stream_sends_that_many_events_then_resets() {
     assert!(bytes.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", String::from_utf8_lossy(&bytes));
     assert_eq!(count(&bytes, "data: "), 3, "{}", String::from_utf8_lossy(&bytes));
     assert_eq!(count(&bytes, "[DONE]"), 0);
+    assert_eq!(count(&bytes, "\r\n0\r\n\r\n"), 0, "the chunked body is not ended");
     assert_eq!(end.unwrap_err().kind(), ErrorKind::ConnectionReset);
     let stats = server.stats();
     assert_eq!((stats.streams, stats.streams_completed, stats.streams_cancelled), (1, 0, 0));
