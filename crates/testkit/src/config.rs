@@ -24,7 +24,8 @@ pub struct MockConfig {
     /// stale under it.
     pub close_after_stream: bool,
     /// When set, every request must carry `Authorization: Bearer <key>` or `api-key: <key>`
-    /// (Azure's header); others get a 401 in the OpenAI error envelope. `GET /__stats` and
+    /// (Azure's header); others get a 401 in the OpenAI error envelope. Anthropic's paths take
+    /// `x-api-key: <key>` (or the bearer token) and refuse in Anthropic's envelope. `GET /__stats` and
     /// requests that take a [`Fault`](crate::Fault) (queued or random) are exempt.
     pub api_key: Option<String>,
     /// Keep every request for [`MockServer::requests`](crate::MockServer::requests). On by
