@@ -138,7 +138,7 @@ fn answers_translate_to_openai_completions() {
         let actual = without_clock(serde_json::from_slice(completion.raw()).unwrap());
         assert_eq!(actual, expected, "response fixture `{name}`");
         // The facts the gateway bills and routes by are read from the translated bytes.
-        assert_eq!(completion.usage().map(|u| u.total_tokens), expected["usage"]["total_tokens"].as_u64());
+        assert_eq!(completion.usage().map(|u| u.total()), expected["usage"]["total_tokens"].as_u64());
         assert!(completion.has_finish_reason());
     }
 }
@@ -260,7 +260,7 @@ fn embeddings_translate_both_ways() {
         let list = cohere::embeddings(&answer, &request, "embed-v4.0", LABEL).unwrap();
         let actual: Value = serde_json::from_slice(list.raw()).unwrap();
         assert_eq!(actual, read_json(&fixtures("embed").join(expected)), "{format}");
-        assert_eq!(list.usage().map(|u| u.prompt_tokens), Some(2));
+        assert_eq!(list.usage().map(|u| u.input), Some(2));
     }
     let tokens: EmbeddingsRequest =
         serde_json::from_value(json!({"model": "e", "input": [[1, 2, 3]]})).unwrap();
@@ -376,7 +376,7 @@ async fn a_streamed_chat_ends_with_the_usage_chunk_and_a_rejected_key_is_ours() 
     assert_eq!(text, "tok0 tok1 tok2 tok3 ");
     let last = chunks.last().unwrap();
     assert!(last.is_usage_only());
-    assert_eq!(last.usage().map(|u| u.prompt_tokens), Some(mock.stats().prompt_tokens));
+    assert_eq!(last.usage().map(|u| u.input), Some(mock.stats().prompt_tokens));
 
     let error = adapter(&mock, "wrong-key-0123456789")
         .oneshot(LlmRequest::new(Operation::chat(body)))

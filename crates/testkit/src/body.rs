@@ -183,8 +183,13 @@ impl SseStream {
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         loop {
-            if self.state != StreamState::Streaming {
-                return Poll::Ready(None);
+            match self.state {
+                StreamState::Streaming => {}
+                StreamState::Completed => return Poll::Ready(None),
+                // Never end a body that is being reset: hyper may poll it once more before the
+                // connection task drops the connection, and an end would send the terminating
+                // chunk, telling the client the answer was whole.
+                StreamState::Reset => return Poll::Pending,
             }
             if self.sleeping {
                 if let Some(sleep) = self.sleep.as_mut() {

@@ -45,6 +45,19 @@ pub enum Fault {
         /// How many events to send before the reset.
         after_chunks: usize,
     },
+    /// Answer as the provider answers when it is overloaded: on Anthropic's paths 529
+    /// `overloaded_error`; elsewhere 503 with OpenAI's `server_error` envelope.
+    Overloaded,
+    /// Answer a stream normally for `after_events` server-sent events, then send the dialect's
+    /// error event in place of the next one and end the stream: on Anthropic's paths an
+    /// `event: error` with an `overloaded_error`, on OpenAI's a `data:` chunk holding an
+    /// `{"error": {...}}` envelope (with no `[DONE]` after it). A stream shorter than that ends
+    /// normally. A request that is not streamed, or a route that does not stream, is answered
+    /// as [`Fault::Overloaded`] would answer it.
+    ErrorMidStream {
+        /// How many events to send before the error event.
+        after_events: usize,
+    },
 }
 
 /// Faults drawn by chance: a share of the requests that take no queued fault get one, picked by

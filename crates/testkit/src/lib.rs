@@ -2,12 +2,13 @@
 //! answers like a provider, with scripted delays and faults, and counts what it saw.
 //!
 //! The mock speaks the OpenAI dialect ([`MockServer`] serves Chat Completions, streamed and
-//! not, Embeddings and Models, under OpenAI, prefix-less and Azure paths), Cohere's v2
+//! not, Embeddings and Models, under OpenAI, prefix-less and Azure paths), Anthropic's
+//! (Messages, streamed and not, and token counting, under `.../v1/messages`), Cohere's v2
 //! (`/v2/chat`, streamed and not, and `/v2/embed`, with Cohere's error shape on those paths) and
 //! AWS Bedrock's Converse and ConverseStream (binary event streams, SigV4 checked when
-//! [`MockConfig::aws`] is set). Each dialect lives in
-//! its own module so that Anthropic, Gemini and Bedrock mocks can sit next to the OpenAI one and
-//! share the server, the timing engine, the faults and the counters.
+//! [`MockConfig::aws`] is set). Each dialect lives in its own module, so that the mocks of other
+//! dialects can sit next to these and share the server, the timing engine, the faults and the
+//! counters.
 //!
 //! What it is:
 //! - an upstream for the gateway's tests: [`Fault`]s are queued per request ([`MockServer::push_fault`])
@@ -50,12 +51,14 @@
 //! # }
 //! ```
 
+mod anthropic;
 mod bedrock;
 mod body;
 mod cohere;
 mod config;
 mod fault;
 mod openai;
+mod prompt_cache;
 mod record;
 mod server;
 mod service;

@@ -1,4 +1,4 @@
-//! `switchyard-mock`: the OpenAI-dialect mock provider as a standalone server, the upstream of
+//! `switchyard-mock`: the mock provider (OpenAI and Anthropic dialects) as a standalone server, the upstream of
 //! `cargo xtask bench` (and its OTLP trace sink, `POST /v1/traces`).
 //!
 //! Thin on purpose: it builds the runtime, starts a [`MockServer`] with request recording off
@@ -11,7 +11,8 @@ use std::time::Duration;
 use clap::Parser;
 use switchyard_testkit::{MockConfig, MockServer};
 
-/// A mock OpenAI-compatible provider with configurable latency, for benchmarks.
+/// A mock LLM provider with configurable latency, for benchmarks: OpenAI Chat Completions,
+/// Embeddings and Models under `/v1`, Anthropic Messages under `/v1/messages`.
 #[derive(Debug, Parser)]
 #[command(name = "switchyard-mock", version)]
 struct Args {
@@ -33,7 +34,7 @@ struct Args {
     /// Tokio worker threads; 1 runs everything on the main thread.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
-    /// Require this key (`Authorization: Bearer` or `api-key`).
+    /// Require this key (`Authorization: Bearer` or `api-key`; `x-api-key` on Anthropic's paths).
     #[arg(long, env = "SWITCHYARD_MOCK_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
     /// Close the connection after each streamed response, without `Connection: close`.

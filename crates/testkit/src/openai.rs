@@ -302,6 +302,10 @@ struct ChatEvents {
     usage: UsageOut,
     phase: Phase,
     piece: String,
+    /// Events written so far, and the one an error chunk replaces
+    /// ([`Fault::ErrorMidStream`](crate::Fault::ErrorMidStream)).
+    written: usize,
+    error_at: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -355,6 +359,9 @@ pub(crate) fn chat(cx: &Cx<'_>, path: &str, body: &[u8]) -> Response<MockBody> {
     let id = format!("chatcmpl-mock-{}", cx.shared.next_id());
     let created = unix_now();
 
+    if cx.error_after.is_some() && !request.stream.unwrap_or(false) {
+        return overloaded();
+    }
     if request.stream.unwrap_or(false) {
         let include_usage = request.stream_options.and_then(|o| o.include_usage).unwrap_or(false);
         let events = ChatEvents {
@@ -367,6 +374,8 @@ pub(crate) fn chat(cx: &Cx<'_>, path: &str, body: &[u8]) -> Response<MockBody> {
             usage,
             phase: Phase::Choices { step: 0, choice: 0 },
             piece: String::new(),
+            written: 0,
+            error_at: cx.error_after,
         };
         let mut response = Response::new(cx.stream(Box::new(events)));
         let headers = response.headers_mut();
@@ -489,6 +498,17 @@ pub(crate) fn models() -> Response<MockBody> {
 /// Any other method and path.
 pub(crate) fn not_found(method: &Method, path: &str) -> Response<MockBody> {
     error(StatusCode::NOT_FOUND, &format!("Invalid URL ({method} {path})"), None)
+}
+
+/// [`Fault::Overloaded`](crate::Fault::Overloaded) on OpenAI's paths: a 503 `server_error`, as
+/// OpenAI answers when it cannot take the request.
+pub(crate) fn overloaded() -> Response<MockBody> {
+    error_of_type(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The server is overloaded or not ready yet.",
+        "server_error",
+        None,
+    )
 }
 
 /// An `invalid_request_error` in the OpenAI envelope.
@@ -746,6 +766,18 @@ impl ChatEvents {
 
 impl EventSource for ChatEvents {
     fn write_next(&mut self, buf: &mut BytesMut, counters: &Counters) -> Option<Written> {
+        if self.error_at == Some(self.written) && !matches!(self.phase, Phase::End) {
+            // As OpenAI breaks off a stream: an error envelope as a chunk, and no `[DONE]`.
+            self.phase = Phase::End;
+            let error = ErrorEnvelope::new(
+                "The server had an error while processing your request. Sorry about that!",
+                "server_error",
+                None,
+            );
+            write_event(buf, &error);
+            return Some(Written { pace: Pace::Now, last: true });
+        }
+        self.written += 1;
         let pieces = self.answer.pieces();
         match self.phase {
             Phase::Choices { step, choice } => {

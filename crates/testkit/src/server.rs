@@ -23,6 +23,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::fault::{FaultQueue, RandomFaultSource};
+use crate::prompt_cache::PromptCache;
 use crate::record::Recorder;
 use crate::stats::{Counters, bump};
 use crate::{Fault, MockConfig, RandomFaults, RecordedRequest, Stats};
@@ -46,6 +47,8 @@ pub(crate) struct Shared {
     pub(crate) faults: FaultQueue,
     pub(crate) random_faults: RandomFaultSource,
     pub(crate) recorder: Recorder,
+    /// The prompt prefixes marked for caching so far, for the usage of dialects that cache.
+    pub(crate) prompt_cache: PromptCache,
     next_id: AtomicU64,
 }
 
@@ -88,6 +91,7 @@ impl MockServer {
             counters: Arc::default(),
             faults: FaultQueue::default(),
             random_faults: RandomFaultSource::default(),
+            prompt_cache: PromptCache::default(),
             next_id: AtomicU64::new(0),
         });
         let stop = CancellationToken::new();

@@ -3,8 +3,9 @@
 //!
 //! Routing is by path suffix, so one server answers OpenAI (`/v1/chat/completions`), prefix-less
 //! (`/chat/completions`) and Azure (`/openai/deployments/{name}/chat/completions?api-version=...`)
-//! clients alike, and Cohere's v2 (`/v2/chat`, `/v2/embed`), whose rate limits and key failures
-//! are answered in Cohere's error shape. `GET /__stats` answers the counters as JSON for tools outside the process (the
+//! clients alike, Anthropic's (`.../v1/messages`, `.../v1/messages/count_tokens`), and Cohere's
+//! v2 (`/v2/chat`, `/v2/embed`), whose rate limits and key failures are answered in Cohere's
+//! error shape. `GET /__stats` answers the counters as JSON for tools outside the process (the
 //! benchmark); it is not counted, recorded, faulted or authenticated.
 //!
 //! `POST .../v1/traces` makes the mock an OTLP/HTTP trace sink, so that a gateway under test or
@@ -25,6 +26,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 use crate::Fault;
+use crate::anthropic;
 use crate::bedrock;
 use crate::body::{EventSource, MockBody, SseStream, StreamHooks};
 use crate::server::{ConnSignal, Shared};
@@ -44,6 +46,10 @@ pub(crate) struct Cx<'a> {
     conn: &'a Arc<ConnSignal>,
     /// Set by [`Fault::ResetMidStream`]: cut the answer after this many events.
     reset_after: Option<usize>,
+    /// Set by [`Fault::ErrorMidStream`]: a streaming handler sends its dialect's error event in
+    /// place of the event with this index (from 0), and ends the stream there; a handler asked
+    /// for a whole answer answers as [`Fault::Overloaded`] would.
+    pub(crate) error_after: Option<usize>,
 }
 
 // === impl Cx ===
@@ -95,9 +101,11 @@ pub(crate) async fn handle(
     bump(&shared.counters.requests);
     shared.recorder.record(&parts, &body);
 
-    // Bedrock's paths answer faults and authentication failures in Bedrock's shape.
+    // Faults and key checks on another dialect's paths answer in that dialect's shapes.
     let bedrock_path = bedrock::is_path(parts.uri.path());
+    let anthropic_path = anthropic::owns(parts.uri.path());
     let mut reset_after = None;
+    let mut error_after = None;
     // A queued fault first: a test that scripted one expects it on the next request, whatever
     // the dice say. The dice are only rolled for requests the queue leaves alone.
     let fault = match shared.faults.pop() {
@@ -112,6 +120,9 @@ pub(crate) async fn handle(
                     return Ok(bedrock::status_fault(status, &body));
                 }
                 Fault::Status { status, body } => return Ok(status_fault(status, &body)),
+                Fault::RateLimited { retry_after_secs } if anthropic_path => {
+                    return Ok(anthropic::rate_limited(&shared, retry_after_secs));
+                }
                 Fault::RateLimited { retry_after_secs } if cohere::owns(parts.uri.path()) => {
                     return Ok(cohere::rate_limited(retry_after_secs));
                 }
@@ -119,6 +130,13 @@ pub(crate) async fn handle(
                     return Ok(bedrock::throttled(retry_after_secs));
                 }
                 Fault::RateLimited { retry_after_secs } => return Ok(rate_limited(retry_after_secs)),
+                Fault::ErrorMidStream { after_events } if streams(&parts.method, parts.uri.path()) => {
+                    error_after = Some(after_events);
+                }
+                Fault::Overloaded | Fault::ErrorMidStream { .. } if anthropic_path => {
+                    return Ok(anthropic::overloaded(&shared));
+                }
+                Fault::Overloaded | Fault::ErrorMidStream { .. } => return Ok(openai::overloaded()),
                 Fault::Hang => std::future::pending::<()>().await,
                 Fault::ResetBeforeHeaders => {
                     conn.reset();
@@ -135,18 +153,25 @@ pub(crate) async fn handle(
             }
         }
         None => {
-            if let Some(key) = &shared.config.api_key
-                && let Err(message) = authenticate(key, &parts.headers)
-            {
-                if cohere::owns(parts.uri.path()) {
-                    return Ok(cohere::unauthorized());
+            if let Some(key) = &shared.config.api_key {
+                // Each dialect looks for the key where its clients send it.
+                let refused = if anthropic_path {
+                    anthropic::refuse_key(&shared, key, &parts.headers)
+                } else if cohere::owns(parts.uri.path()) {
+                    authenticate(key, &parts.headers).err().map(|_| cohere::unauthorized())
+                } else {
+                    authenticate(key, &parts.headers).err().map(|message| {
+                        openai::error(StatusCode::UNAUTHORIZED, message, Some("invalid_api_key"))
+                    })
+                };
+                if let Some(response) = refused {
+                    return Ok(response);
                 }
-                return Ok(openai::error(StatusCode::UNAUTHORIZED, message, Some("invalid_api_key")));
             }
         }
     }
 
-    let cx = Cx { shared: &shared, conn: &conn, reset_after };
+    let cx = Cx { shared: &shared, conn: &conn, reset_after, error_after };
     let path = parts.uri.path();
     let response = match parts.method {
         Method::POST if path.ends_with("/v2/chat") => delayed(&cx, cohere::chat(&cx, &body)).await,
@@ -158,6 +183,13 @@ pub(crate) async fn handle(
         Method::POST if path.ends_with("/embeddings") => {
             delayed(&cx, openai::embeddings(&cx, path, &body)).await
         }
+        Method::POST if path.ends_with(anthropic::MESSAGES_SUFFIX) => {
+            delayed(&cx, anthropic::messages(&cx, &parts.headers, &body)).await
+        }
+        Method::POST if path.ends_with(anthropic::COUNT_TOKENS_SUFFIX) => {
+            anthropic::count_tokens(&cx, &parts.headers, &body)
+        }
+        _ if anthropic_path => anthropic::not_found(&shared, &parts.method, path),
         Method::GET if path.ends_with("/models") => openai::models(),
         _ => openai::not_found(&parts.method, path),
     };
@@ -165,6 +197,13 @@ pub(crate) async fn handle(
         Some(_) => response.map(|body| body.truncate(&conn)),
         None => response,
     })
+}
+
+/// Whether the route of `path` can stream, so that [`Fault::ErrorMidStream`] has a stream to
+/// break; elsewhere it answers as [`Fault::Overloaded`].
+fn streams(method: &Method, path: &str) -> bool {
+    method == Method::POST
+        && (path.ends_with("/chat/completions") || path.ends_with(anthropic::MESSAGES_SUFFIX))
 }
 
 /// Holds a whole (non-streamed) answer back for the configured delay; streams are paced by

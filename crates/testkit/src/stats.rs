@@ -18,7 +18,8 @@ pub struct Stats {
     pub chat_completions: u64,
     /// Streamed chat responses started.
     pub streams: u64,
-    /// Streams whose last event (`data: [DONE]`) was handed to the connection.
+    /// Streams whose last event (`data: [DONE]`; Anthropic's `message_stop`, or the `error` event
+    /// of [`Fault::ErrorMidStream`](crate::Fault::ErrorMidStream)) was handed to the connection.
     pub streams_completed: u64,
     /// Streams whose body was dropped before the last event was sent: the client went away (or
     /// the server shut down). A stream cut by [`Fault::ResetMidStream`](crate::Fault::ResetMidStream)
@@ -61,6 +62,10 @@ pub struct FaultCounts {
     pub reset_before_headers: u64,
     /// [`Fault::ResetMidStream`](crate::Fault::ResetMidStream).
     pub reset_mid_stream: u64,
+    /// [`Fault::Overloaded`](crate::Fault::Overloaded).
+    pub overloaded: u64,
+    /// [`Fault::ErrorMidStream`](crate::Fault::ErrorMidStream).
+    pub error_mid_stream: u64,
 }
 
 /// The live counters behind [`Stats`].
@@ -96,6 +101,8 @@ struct FaultCounters {
     hang: AtomicU64,
     reset_before_headers: AtomicU64,
     reset_mid_stream: AtomicU64,
+    overloaded: AtomicU64,
+    error_mid_stream: AtomicU64,
 }
 
 // === impl Counters ===
@@ -111,6 +118,8 @@ impl Counters {
             Fault::Hang => &by_kind.hang,
             Fault::ResetBeforeHeaders => &by_kind.reset_before_headers,
             Fault::ResetMidStream { .. } => &by_kind.reset_mid_stream,
+            Fault::Overloaded => &by_kind.overloaded,
+            Fault::ErrorMidStream { .. } => &by_kind.error_mid_stream,
         });
         if random {
             bump(&self.random_faults);
@@ -147,6 +156,8 @@ impl Counters {
                 hang: read(&self.faults_by_kind.hang),
                 reset_before_headers: read(&self.faults_by_kind.reset_before_headers),
                 reset_mid_stream: read(&self.faults_by_kind.reset_mid_stream),
+                overloaded: read(&self.faults_by_kind.overloaded),
+                error_mid_stream: read(&self.faults_by_kind.error_mid_stream),
             },
             completion_tokens: read(&self.completion_tokens),
             prompt_tokens: read(&self.prompt_tokens),

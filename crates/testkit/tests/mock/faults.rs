@@ -97,6 +97,7 @@ async fn reset_mid_stream_sends_that_many_events_then_resets() {
     assert!(bytes.starts_with(b"HTTP/1.1 200 OK\r\n"), "{}", String::from_utf8_lossy(&bytes));
     assert_eq!(count(&bytes, "data: "), 3, "{}", String::from_utf8_lossy(&bytes));
     assert_eq!(count(&bytes, "[DONE]"), 0);
+    assert_eq!(count(&bytes, "\r\n0\r\n\r\n"), 0, "the chunked body is not ended");
     assert_eq!(end.unwrap_err().kind(), ErrorKind::ConnectionReset);
     let stats = server.stats();
     assert_eq!((stats.streams, stats.streams_completed, stats.streams_cancelled), (1, 0, 0));
@@ -116,6 +117,30 @@ async fn reset_mid_stream_cuts_a_whole_answer_in_half() {
         head.lines().find_map(|line| line.strip_prefix("content-length: ")).unwrap().parse().unwrap();
     assert!(!body.is_empty() && body.len() < length, "{} of {length} bytes", body.len());
     assert_eq!(end.unwrap_err().kind(), ErrorKind::ConnectionReset);
+}
+
+#[tokio::test]
+async fn overloaded_and_error_mid_stream_answer_in_openais_shape() {
+    let server = start(MockConfig { chunks: 3, ..MockConfig::default() }).await;
+    server.push_fault(Fault::Overloaded);
+    server.push_fault(Fault::ErrorMidStream { after_events: 2 });
+    server.push_fault(Fault::ErrorMidStream { after_events: 2 });
+    let response = call(&server, post("/v1/chat/completions", &chat_request(json!({})))).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(json_body(response).await["error"]["type"], "server_error");
+    let response = call(&server, post("/v1/chat/completions", &chat_request(json!({})))).await;
+    assert_eq!(response.status(), 503, "a whole answer has no stream to break: it is overloaded");
+
+    let response = call(&server, post("/v1/chat/completions", &chat_request(json!({"stream": true})))).await;
+    assert_eq!(response.status(), 200);
+    let data = crate::sse_data(response).await;
+    assert_eq!(data.len(), 3, "the role chunk, one content chunk, the error: {data:#?}");
+    let error: serde_json::Value = serde_json::from_str(&data[2]).unwrap();
+    assert_eq!(error["error"]["type"], "server_error");
+    assert!(!data.iter().any(|d| d == "[DONE]"));
+    let stats = server.stats();
+    assert_eq!((stats.faults_by_kind.overloaded, stats.faults_by_kind.error_mid_stream), (1, 2));
+    assert_eq!(stats.completion_tokens, 0);
 }
 
 /// What a client saw of one request.
