@@ -24,8 +24,10 @@ pub struct MockConfig {
     /// stale under it.
     pub close_after_stream: bool,
     /// When set, every request must carry `Authorization: Bearer <key>` or `api-key: <key>`
-    /// (Azure's header); others get a 401 in the OpenAI error envelope. `GET /__stats` and
-    /// requests that take a [`Fault`](crate::Fault) (queued or random) are exempt.
+    /// (Azure's header); others get a 401 in the OpenAI error envelope. Gemini's paths take the
+    /// key as `x-goog-api-key` or `?key=`, or a Bearer token the mock issued, and refuse in
+    /// Google's envelope. `GET /__stats` and requests that take a [`Fault`](crate::Fault)
+    /// (queued or random) are exempt.
     pub api_key: Option<String>,
     /// Keep every request for [`MockServer::requests`](crate::MockServer::requests). On by
     /// default; the benchmark binary turns it off, since cloning headers and parsing the body a

@@ -1,10 +1,11 @@
 //! Mock LLM providers for Switchyard's tests and benchmarks: a real HTTP server on loopback that
 //! answers like a provider, with scripted delays and faults, and counts what it saw.
 //!
-//! The mock speaks the OpenAI dialect today ([`MockServer`] serves Chat Completions, streamed and
-//! not, Embeddings and Models, under OpenAI, prefix-less and Azure paths). Each dialect lives in
-//! its own module so that Anthropic, Gemini and Bedrock mocks can sit next to the OpenAI one and
-//! share the server, the timing engine, the faults and the counters.
+//! The mock speaks the OpenAI dialect ([`MockServer`] serves Chat Completions, streamed and
+//! not, Embeddings and Models, under OpenAI, prefix-less and Azure paths) and Gemini's
+//! (`generateContent`, `streamGenerateContent`, `batchEmbedContents` under AI Studio and Vertex AI
+//! paths, and an OAuth token endpoint for service accounts). Each dialect lives in its own
+//! module, sharing the server, the timing engine, the faults and the counters.
 //!
 //! What it is:
 //! - an upstream for the gateway's tests: [`Fault`]s are queued per request ([`MockServer::push_fault`])
@@ -50,6 +51,7 @@
 mod body;
 mod config;
 mod fault;
+mod gemini;
 mod openai;
 mod record;
 mod server;

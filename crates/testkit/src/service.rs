@@ -3,7 +3,8 @@
 //!
 //! Routing is by path suffix, so one server answers OpenAI (`/v1/chat/completions`), prefix-less
 //! (`/chat/completions`) and Azure (`/openai/deployments/{name}/chat/completions?api-version=...`)
-//! clients alike. `GET /__stats` answers the counters as JSON for tools outside the process (the
+//! clients alike, and Gemini's (`.../models/{model}:generateContent`, AI Studio's and Vertex
+//! AI's, and the OAuth token endpoint `POST /token`: see [`gemini`]). `GET /__stats` answers the counters as JSON for tools outside the process (the
 //! benchmark); it is not counted, recorded, faulted or authenticated.
 //!
 //! `POST .../v1/traces` makes the mock an OTLP/HTTP trace sink, so that a gateway under test or
@@ -25,6 +26,7 @@ use hyper::body::Incoming;
 
 use crate::Fault;
 use crate::body::{EventSource, MockBody, SseStream, StreamHooks};
+use crate::gemini;
 use crate::openai;
 use crate::server::{ConnSignal, Shared};
 use crate::stats::bump;
@@ -100,11 +102,16 @@ pub(crate) async fn handle(
         Some(fault) => Some((fault, false)),
         None => shared.random_faults.draw().map(|fault| (fault, true)),
     };
+    // Gemini's paths answer rate limits and refused credentials in Google's envelope.
+    let google = gemini::is_gemini_path(parts.uri.path()) || parts.uri.path() == gemini::TOKEN_PATH;
     match fault {
         Some((fault, random)) => {
             shared.counters.add_fault(&fault, random);
             match fault {
                 Fault::Status { status, body } => return Ok(status_fault(status, &body)),
+                Fault::RateLimited { retry_after_secs } if google => {
+                    return Ok(gemini::rate_limited(retry_after_secs));
+                }
                 Fault::RateLimited { retry_after_secs } => return Ok(rate_limited(retry_after_secs)),
                 Fault::Hang => std::future::pending::<()>().await,
                 Fault::ResetBeforeHeaders => {
@@ -115,10 +122,14 @@ pub(crate) async fn handle(
             }
         }
         None => {
-            if let Some(key) = &shared.config.api_key
-                && let Err(message) = authenticate(key, &parts.headers)
-            {
-                return Ok(openai::error(StatusCode::UNAUTHORIZED, message, Some("invalid_api_key")));
+            if let Some(key) = &shared.config.api_key {
+                if google {
+                    if let Some(refused) = gemini::refusal(&shared.google, key, &parts) {
+                        return Ok(refused);
+                    }
+                } else if let Err(message) = authenticate(key, &parts.headers) {
+                    return Ok(openai::error(StatusCode::UNAUTHORIZED, message, Some("invalid_api_key")));
+                }
             }
         }
     }
@@ -126,6 +137,10 @@ pub(crate) async fn handle(
     let cx = Cx { shared: &shared, conn: &conn, reset_after };
     let path = parts.uri.path();
     let response = match parts.method {
+        Method::POST if gemini::is_gemini_path(path) => {
+            delayed(&cx, gemini::handle(&cx, path, parts.uri.query(), &body)).await
+        }
+        Method::POST if path == gemini::TOKEN_PATH => gemini::token(&cx, &body),
         Method::POST if path.ends_with("/chat/completions") => {
             delayed(&cx, openai::chat(&cx, path, &body)).await
         }
