@@ -7,6 +7,7 @@
 //! resend once a request that died on a stale pooled connection ([`client`]).
 //!
 //! - [`openai`]: OpenAI, Azure OpenAI and every OpenAI-compatible server; [`presets`] names them.
+//! - [`gemini`]: Google Gemini on AI Studio and on Vertex AI (native `generateContent`).
 //! - [`mock`]: the built-in local `mock` model of the zero-config gateway.
 //!
 //! ```no_run
@@ -33,6 +34,7 @@
 //! [`LlmResponse`]: switchyard_types::llm::LlmResponse
 
 pub mod client;
+pub mod gemini;
 pub mod mock;
 pub mod openai;
 pub mod presets;
