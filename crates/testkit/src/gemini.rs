@@ -291,20 +291,13 @@ pub(crate) fn handle(cx: &Cx<'_>, path: &str, query: Option<&str>, body: &[u8]) 
         .and_then(|(_, rest)| rest.split_once(':'))
         .map_or("gemini-mock", |(model, _)| model);
     if path.ends_with(":batchEmbedContents") {
-        return embed(cx, model, body);
+        return embed(cx, body);
     }
     let counters = &cx.shared.counters;
     bump(&counters.chat_completions);
     let request: GenerateView<'_> = match serde_json::from_slice(body) {
         Ok(request) => request,
-        Err(err) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("Invalid JSON payload received. {err}"),
-                "INVALID_ARGUMENT",
-                Vec::new(),
-            );
-        }
+        Err(err) => return invalid_json(&err),
     };
     if request.contents.is_empty() {
         return error(
@@ -372,18 +365,21 @@ pub(crate) fn handle(cx: &Cx<'_>, path: &str, query: Option<&str>, body: &[u8]) 
     json_response(StatusCode::OK, events.whole().to_string())
 }
 
-fn embed(cx: &Cx<'_>, model: &str, body: &[u8]) -> Response<MockBody> {
+/// Google's answer to a body that is not the JSON it expects.
+fn invalid_json(err: &serde_json::Error) -> Response<MockBody> {
+    error(
+        StatusCode::BAD_REQUEST,
+        &format!("Invalid JSON payload received. {err}"),
+        "INVALID_ARGUMENT",
+        Vec::new(),
+    )
+}
+
+fn embed(cx: &Cx<'_>, body: &[u8]) -> Response<MockBody> {
     bump(&cx.shared.counters.embeddings);
     let request: EmbedView<'_> = match serde_json::from_slice(body) {
         Ok(request) => request,
-        Err(err) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("Invalid JSON payload received. {err}"),
-                "INVALID_ARGUMENT",
-                Vec::new(),
-            );
-        }
+        Err(err) => return invalid_json(&err),
     };
     let mut prompt_tokens = 0;
     let mut embeddings = Vec::with_capacity(request.requests.len());
@@ -406,7 +402,6 @@ fn embed(cx: &Cx<'_>, model: &str, body: &[u8]) -> Response<MockBody> {
         prompt_tokens += synth::prompt_tokens(text.chars().count());
         embeddings.push(json!({"values": synth::embedding(text.as_bytes(), dimensions)}));
     }
-    let _ = model;
     cx.shared.counters.add_usage(prompt_tokens, 0);
     json_response(StatusCode::OK, json!({"embeddings": embeddings}).to_string())
 }
