@@ -1,8 +1,8 @@
 //! OpenAI embeddings ↔ AI Studio's `batchEmbedContents`: one `EmbedContentRequest` per input,
 //! `dimensions` as `outputDimensionality`, the vectors back in OpenAI's list, as floats or, for
 //! `encoding_format: "base64"` (the official Python SDK's default), as base64 of little-endian
-//! `f32`s. `batchEmbedContents` reports no token counts, so the answer carries no `usage` and
-//! the gateway counts the input itself.
+//! `f32`s. `batchEmbedContents` reports no token counts, so the answer carries no `usage` rather
+//! than invented counts.
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use bytes::Bytes;
