@@ -15,6 +15,7 @@ use switchyard_providers::{
     bedrock::{AwsCredentials, Bedrock, BedrockSettings},
     client::{ClientSettings, build_client},
     cohere::{Cohere, CohereSettings},
+    gemini::{Gemini, GeminiSettings, Platform, ServiceAccountKey, VertexCredentials},
     messages_over_chat::MessagesOverChatLayer,
     mock::MockProvider,
     openai::{OpenAiCompatible, OpenAiSettings},
@@ -117,6 +118,8 @@ fn genai_provider(preset: &str) -> &str {
         "bedrock" => "aws.bedrock",
         "mistral" => "mistral_ai",
         "xai" => "x_ai",
+        "gemini" => "gcp.gemini",
+        "vertex" => "gcp.vertex_ai",
         other => other,
     }
 }
@@ -171,7 +174,13 @@ fn build_endpoint(
                 clients,
                 env,
             )?)),
-            dialect => return Err(format!("the {dialect:?} adapter is not built yet")),
+            Dialect::Gemini | Dialect::Vertex => BoxCloneSyncService::new(over_chat.layer(gemini_adapter(
+                config,
+                preset,
+                Arc::clone(&label),
+                clients,
+                env,
+            )?)),
         }
     };
     // With traces on, the provider request carries the attempt span's `traceparent`. The
@@ -222,6 +231,58 @@ fn openai_adapter(
     OpenAiCompatible::new(clients.get(config.connect_timeout_ms)?, settings)
         .map(|adapter| adapter.asking_stream_usage(preset.accepts_stream_options))
         .map_err(|e| e.to_string())
+}
+
+/// Gemini on AI Studio (`gemini`: an API key) or on Vertex AI (`vertex`: project, region, and an
+/// access token as `api_key` or a service account key file, which is read here, once).
+fn gemini_adapter(
+    config: &DeploymentConfig,
+    preset: &presets::Preset,
+    label: Arc<str>,
+    clients: &mut Clients,
+    env: &HashMap<String, String>,
+) -> Result<Gemini, String> {
+    let platform = if preset.dialect == Dialect::Vertex {
+        let credentials = match config.resolved_key(env) {
+            Some(token) => VertexCredentials::AccessToken(token),
+            None => {
+                let path = config
+                    .credentials_file
+                    .clone()
+                    .or_else(|| env.get("GOOGLE_APPLICATION_CREDENTIALS").cloned())
+                    .filter(|p| !p.is_empty())
+                    .ok_or("Vertex AI deployments need credentials: set credentials_file, export GOOGLE_APPLICATION_CREDENTIALS, or give an access token as api_key")?;
+                let json = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read the credentials file `{path}`: {e}"))?;
+                let key = ServiceAccountKey::from_json(&json)
+                    .map_err(|e| format!("credentials file `{path}`: {e}"))?;
+                VertexCredentials::ServiceAccount(Box::new(key))
+            }
+        };
+        Platform::Vertex {
+            api_base: config.api_base.as_ref().map(|b| b.value.clone()),
+            project: config.project.clone().unwrap_or_default(),
+            region: config.region.clone().unwrap_or_default(),
+            credentials,
+        }
+    } else {
+        let api_key = config.resolved_key(env).ok_or_else(|| {
+            format!(
+                "provider `{}` needs an API key: set api_key{}",
+                preset.name,
+                preset.key_env.map(|v| format!(" or export {v}")).unwrap_or_default()
+            )
+        })?;
+        Platform::AiStudio { api_base: api_base(config, preset)?, api_key }
+    };
+    let model = config.model.value.as_str();
+    let settings = GeminiSettings {
+        label,
+        platform,
+        model: (model != "*").then(|| model.to_owned()),
+        headers: headers(config)?,
+    };
+    Gemini::new(clients.get(config.connect_timeout_ms)?, settings).map_err(|e| e.to_string())
 }
 
 fn anthropic_adapter(
@@ -395,6 +456,27 @@ mod tests {
         let without = HashMap::new();
         let Err(error) = build_table(&config, &without) else { panic!("no credentials, no deployment") };
         assert!(error.to_string().contains("region"), "{error}");
+    }
+
+    #[test]
+    fn gemini_and_vertex_deployments_are_built_and_a_bad_key_file_is_named() {
+        let t = table(
+            "models:
+  - name: g
+    deployments:
+      - {provider: gemini, model: gemini-2.5-flash, api_key: AIza-k}
+      - {provider: vertex, model: gemini-2.5-flash, project: p, region: global, api_key: ya29.t}
+",
+        );
+        let (group, _) = t.resolve("g").expect("g exists");
+        let providers: Vec<&str> = group.endpoints().iter().map(provider_of).collect();
+        assert_eq!(providers, ["gcp.gemini", "gcp.vertex_ai"], "GenAI convention names");
+
+        let env = HashMap::new();
+        let yaml = "models:\n  - {name: v, deployments: [{provider: vertex, model: m, project: p, region: us-central1, credentials_file: /nonexistent/sa.json}]}\n";
+        let config = Config::parse(yaml, "t.yaml", env.clone()).expect("valid config");
+        let error = build_table(&config, &env).expect_err("the file does not exist").to_string();
+        assert!(error.contains("cannot read the credentials file `/nonexistent/sa.json`"), "{error}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`openai`]: OpenAI, Azure OpenAI and every OpenAI-compatible server; [`presets`] names them.
 //! - [`cohere`]: Cohere's native v2 API (chat, streamed or not, and embeddings).
 //! - [`bedrock`]: AWS Bedrock's Converse API (SigV4-signed; binary event streams).
+//! - [`gemini`]: Google Gemini on AI Studio and on Vertex AI (native `generateContent`).
 //! - [`mock`]: the built-in local `mock` model of the zero-config gateway.
 //!
 //! ```no_run
@@ -38,6 +39,7 @@ pub mod anthropic;
 pub mod bedrock;
 pub mod client;
 pub mod cohere;
+pub mod gemini;
 pub mod messages_over_chat;
 pub mod mock;
 pub mod openai;

@@ -26,7 +26,9 @@ pub struct MockConfig {
     /// When set, every request must carry `Authorization: Bearer <key>` or `api-key: <key>`
     /// (Azure's header); others get a 401 in the OpenAI error envelope (in Cohere's shape on
     /// Cohere's paths). Anthropic's paths take `x-api-key: <key>` (or the bearer token) and refuse
-    /// in Anthropic's envelope. `GET /__stats` and requests that take a [`Fault`](crate::Fault)
+    /// in Anthropic's envelope. Gemini's paths take the key as `x-goog-api-key` or `?key=`, or a
+    /// Bearer token the mock issued, and refuse in Google's envelope. `GET /__stats` and requests
+    /// that take a [`Fault`](crate::Fault)
     /// (queued or random) are exempt.
     pub api_key: Option<String>,
     /// When set, every request to a Bedrock path (`.../model/{id}/converse[-stream]`) must be

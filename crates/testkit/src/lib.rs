@@ -3,12 +3,13 @@
 //!
 //! The mock speaks the OpenAI dialect ([`MockServer`] serves Chat Completions, streamed and
 //! not, Embeddings and Models, under OpenAI, prefix-less and Azure paths), Anthropic's
-//! (Messages, streamed and not, and token counting, under `.../v1/messages`), Cohere's v2
-//! (`/v2/chat`, streamed and not, and `/v2/embed`, with Cohere's error shape on those paths) and
-//! AWS Bedrock's Converse and ConverseStream (binary event streams, SigV4 checked when
-//! [`MockConfig::aws`] is set). Each dialect lives in its own module, so that the mocks of other
-//! dialects can sit next to these and share the server, the timing engine, the faults and the
-//! counters.
+//! (Messages, streamed and not, and token counting, under `.../v1/messages`), Gemini's
+//! (`generateContent`, `streamGenerateContent`, `batchEmbedContents` under AI Studio and Vertex AI
+//! paths, and an OAuth token endpoint for service accounts), Cohere's v2 (`/v2/chat`, streamed
+//! and not, and `/v2/embed`, with Cohere's error shape on those paths) and AWS Bedrock's Converse
+//! and ConverseStream (binary event streams, SigV4 checked when [`MockConfig::aws`] is set). Each
+//! dialect lives in its own module, so that the mocks of other dialects can sit next to these and
+//! share the server, the timing engine, the faults and the counters.
 //!
 //! What it is:
 //! - an upstream for the gateway's tests: [`Fault`]s are queued per request ([`MockServer::push_fault`])
@@ -57,6 +58,7 @@ mod body;
 mod cohere;
 mod config;
 mod fault;
+mod gemini;
 mod openai;
 mod prompt_cache;
 mod record;

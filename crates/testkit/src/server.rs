@@ -23,6 +23,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::fault::{FaultQueue, RandomFaultSource};
+use crate::gemini::GoogleAuth;
 use crate::prompt_cache::PromptCache;
 use crate::record::Recorder;
 use crate::stats::{Counters, bump};
@@ -49,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) recorder: Recorder,
     /// The prompt prefixes marked for caching so far, for the usage of dialects that cache.
     pub(crate) prompt_cache: PromptCache,
+    /// Service accounts and access tokens of the Gemini dialect's token endpoint.
+    pub(crate) google: GoogleAuth,
     next_id: AtomicU64,
 }
 
@@ -92,6 +95,7 @@ impl MockServer {
             faults: FaultQueue::default(),
             random_faults: RandomFaultSource::default(),
             prompt_cache: PromptCache::default(),
+            google: GoogleAuth::default(),
             next_id: AtomicU64::new(0),
         });
         let stop = CancellationToken::new();
@@ -150,6 +154,19 @@ impl MockServer {
     /// positive weight: such a test would not get the faults it asked for.
     pub fn set_random_faults(&self, faults: Option<RandomFaults>) {
         self.shared.random_faults.set(faults);
+    }
+
+    /// Tells the token endpoint (`POST /token`, the Gemini dialect's) the service account of a
+    /// key file's JSON, as Google knows each account's public key: from then on the JWT grants
+    /// that account signs must verify with this key. A grant from an account never registered
+    /// is checked for its shape and claims only.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidData` when the JSON has no `client_email`, or its `private_key` is not an RSA key
+    /// in PKCS#8 PEM.
+    pub fn register_service_account(&self, key_file_json: &str) -> io::Result<()> {
+        self.shared.google.register(key_file_json).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
     /// A snapshot of the counters.

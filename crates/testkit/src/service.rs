@@ -3,9 +3,11 @@
 //!
 //! Routing is by path suffix, so one server answers OpenAI (`/v1/chat/completions`), prefix-less
 //! (`/chat/completions`) and Azure (`/openai/deployments/{name}/chat/completions?api-version=...`)
-//! clients alike, Anthropic's (`.../v1/messages`, `.../v1/messages/count_tokens`), and Cohere's
-//! v2 (`/v2/chat`, `/v2/embed`), whose rate limits and key failures are answered in Cohere's
-//! error shape. `GET /__stats` answers the counters as JSON for tools outside the process (the
+//! clients alike, Anthropic's (`.../v1/messages`, `.../v1/messages/count_tokens`), Gemini's
+//! (`.../models/{model}:generateContent`, AI Studio's and Vertex AI's, and the OAuth token
+//! endpoint `POST /token`: see [`gemini`]), and Cohere's v2 (`/v2/chat`, `/v2/embed`), whose rate
+//! limits and key failures are answered in Cohere's error shape. `GET /__stats` answers the
+//! counters as JSON for tools outside the process (the
 //! benchmark); it is not counted, recorded, faulted or authenticated.
 //!
 //! `POST .../v1/traces` makes the mock an OTLP/HTTP trace sink, so that a gateway under test or
@@ -29,6 +31,7 @@ use crate::Fault;
 use crate::anthropic;
 use crate::bedrock;
 use crate::body::{EventSource, MockBody, SseStream, StreamHooks};
+use crate::gemini;
 use crate::server::{ConnSignal, Shared};
 use crate::stats::bump;
 use crate::{cohere, openai};
@@ -104,6 +107,7 @@ pub(crate) async fn handle(
     // Faults and key checks on another dialect's paths answer in that dialect's shapes.
     let bedrock_path = bedrock::is_path(parts.uri.path());
     let anthropic_path = anthropic::owns(parts.uri.path());
+    let google = gemini::is_gemini_path(parts.uri.path()) || parts.uri.path() == gemini::TOKEN_PATH;
     let mut reset_after = None;
     let mut error_after = None;
     // A queued fault first: a test that scripted one expects it on the next request, whatever
@@ -128,6 +132,9 @@ pub(crate) async fn handle(
                 }
                 Fault::RateLimited { retry_after_secs } if bedrock_path => {
                     return Ok(bedrock::throttled(retry_after_secs));
+                }
+                Fault::RateLimited { retry_after_secs } if google => {
+                    return Ok(gemini::rate_limited(retry_after_secs));
                 }
                 Fault::RateLimited { retry_after_secs } => return Ok(rate_limited(retry_after_secs)),
                 Fault::ErrorMidStream { after_events } if streams(&parts.method, parts.uri.path()) => {
@@ -157,6 +164,8 @@ pub(crate) async fn handle(
                 // Each dialect looks for the key where its clients send it.
                 let refused = if anthropic_path {
                     anthropic::refuse_key(&shared, key, &parts.headers)
+                } else if google {
+                    gemini::refusal(&shared.google, key, &parts)
                 } else if cohere::owns(parts.uri.path()) {
                     authenticate(key, &parts.headers).err().map(|_| cohere::unauthorized())
                 } else {
@@ -176,6 +185,10 @@ pub(crate) async fn handle(
     let response = match parts.method {
         Method::POST if path.ends_with("/v2/chat") => delayed(&cx, cohere::chat(&cx, &body)).await,
         Method::POST if path.ends_with("/v2/embed") => delayed(&cx, cohere::embed(&cx, &body)).await,
+        Method::POST if gemini::is_gemini_path(path) => {
+            delayed(&cx, gemini::handle(&cx, path, parts.uri.query(), &body)).await
+        }
+        Method::POST if path == gemini::TOKEN_PATH => gemini::token(&cx, &body),
         Method::POST if path.ends_with("/chat/completions") => {
             delayed(&cx, openai::chat(&cx, path, &body)).await
         }
