@@ -228,6 +228,21 @@ models:
   - name: claude-via-openai
     deployments:
       - {{provider: openai, model: mock-gpt, api_base: 'http://127.0.0.1:{mock_port}/v1', api_key: {upstream_key}}}
+  # The other native adapters, each against the mock's own dialect.
+  - name: gemini-flash
+    deployments:
+      - {{provider: gemini, model: gemini-2.5-flash, api_base: 'http://127.0.0.1:{mock_port}', api_key: {upstream_key}}}
+  - name: bedrock-claude
+    deployments:
+      - provider: bedrock
+        model: anthropic.claude-3-5-sonnet-20240620-v1:0
+        region: us-east-1
+        api_base: 'http://127.0.0.1:{mock_port}'
+        aws_access_key_id: AKIDEXAMPLE
+        aws_secret_access_key: {upstream_key}
+  - name: command-a
+    deployments:
+      - {{provider: cohere, model: command-a-03-2025, api_base: 'http://127.0.0.1:{mock_port}', api_key: {upstream_key}}}
 """
 
 

@@ -1,8 +1,8 @@
 """The official `anthropic` Python SDK against the gateway's `/v1/messages`.
 
-Each behaviour runs twice: on `claude-sonnet`, a native Anthropic deployment (Anthropic to
-Anthropic, forwarded as sent), and on `claude-via-openai`, an OpenAI-dialect deployment (the
-request and answer translated both ways). The SDK parses every answer into its own types, so a
+Each behaviour runs on `claude-sonnet`, a native Anthropic deployment (Anthropic to Anthropic,
+forwarded as sent), on `claude-via-openai`, an OpenAI-dialect deployment (the request and answer
+translated both ways), and on Gemini and Bedrock deployments (translated twice). The SDK parses every answer into its own types, so a
 shape it does not accept fails here.
 """
 
@@ -13,7 +13,9 @@ import pytest
 
 from conftest import MASTER_KEY, Stack
 
-MODELS = ["claude-sonnet", "claude-via-openai"]
+# A native Anthropic deployment, an OpenAI-dialect one, and two more native adapters reached
+# through two translations (Messages → Chat → Gemini / Bedrock).
+MODELS = ["claude-sonnet", "claude-via-openai", "gemini-flash", "bedrock-claude"]
 
 WEATHER_TOOL = {
     "name": "get_weather",
@@ -172,7 +174,7 @@ def test_wrong_key_is_an_authentication_error(stack: Stack) -> None:
         with pytest.raises(anthropic.AuthenticationError) as caught:
             sdk.messages.create(model="claude-sonnet", max_tokens=10, messages=[{"role": "user", "content": "x"}])
     assert caught.value.status_code == 401
-    assert caught.value.body["type"] == "authentication_error"
+    assert caught.value.body["error"]["type"] == "authentication_error"
 
 
 def test_unknown_model_is_not_found(anthropic_client: anthropic.Anthropic) -> None:
@@ -181,7 +183,7 @@ def test_unknown_model_is_not_found(anthropic_client: anthropic.Anthropic) -> No
             model="claude-nonexistent", max_tokens=10, messages=[{"role": "user", "content": "x"}]
         )
     assert "claude-nonexistent" in caught.value.message
-    assert caught.value.body["type"] == "not_found_error"
+    assert caught.value.body["error"]["type"] == "not_found_error"
 
 
 def test_server_tools_cannot_run_on_another_providers_model(anthropic_client: anthropic.Anthropic) -> None:

@@ -10,8 +10,9 @@ import json
 import openai
 import pytest
 
-# Model name on the gateway → the native adapter behind it (see conftest's CONFIG_TEMPLATE).
-NATIVE = ["claude-sonnet"]
+# Models served by a native adapter (see conftest's CONFIG_TEMPLATE): Anthropic Messages, Gemini
+# generateContent, Bedrock Converse (SigV4, binary event streams) and Cohere v2 chat.
+NATIVE = ["claude-sonnet", "gemini-flash", "bedrock-claude", "command-a"]
 
 WEATHER = {
     "type": "function",

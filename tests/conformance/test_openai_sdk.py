@@ -28,7 +28,16 @@ from conftest import MASTER_KEY, UPSTREAM_KEY, Stack, http_get
 
 CHAT_MODEL = "gpt-4o-mini"
 EMBED_MODEL = "text-embedding-3-small"
-MODEL_NAMES = [CHAT_MODEL, EMBED_MODEL, "broken"]
+MODEL_NAMES = [
+    CHAT_MODEL,
+    EMBED_MODEL,
+    "broken",
+    "claude-sonnet",
+    "claude-via-openai",
+    "gemini-flash",
+    "bedrock-claude",
+    "command-a",
+]
 MESSAGES = [
     {"role": "system", "content": "You are terse."},
     {"role": "user", "content": "Say hello."},
