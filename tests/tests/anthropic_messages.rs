@@ -196,3 +196,147 @@ async fn count_tokens_grows_with_the_prompt_and_knows_its_models() {
     assert_eq!(unknown.status(), 404);
     assert_eq!(unknown.json::<Value>().await.unwrap()["error"]["type"], "not_found_error");
 }
+
+/// A gateway whose `claude` is a native Anthropic deployment on the mock.
+async fn anthropic_gateway(mock: &MockServer) -> Gateway {
+    Gateway::start(&format!(
+        "accounting:\n  ledger_flush_interval_ms: 20\nmodels:\n  - name: claude\n    deployments:\n      - {{provider: anthropic, model: claude-upstream, api_base: 'http://{}', api_key: sk-ant-upstream-0123456789}}\n",
+        mock.addr()
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn anthropic_to_anthropic_is_lossless_betas_signatures_and_unknown_fields_included() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let gateway = anthropic_gateway(&mock).await;
+    let body = json!({
+        "model": "claude", "max_tokens": 2048,
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": "Think first."},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "earlier thought", "signature": "c2lnbmF0dXJlLW9mLXRoZS1wYXN0"},
+                {"type": "text", "text": "Done."}
+            ]},
+            {"role": "user", "content": [{"type": "text", "text": "Again.", "cache_control": {"type": "ephemeral"}}]}
+        ],
+        "a_field_anthropic_adds_next_year": {"nested": [1, 2]}
+    });
+    let response = client()
+        .post(gateway.url("/v1/messages"))
+        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-beta", "interleaved-thinking-2025-05-14,context-1m-2025-08-07")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    let thinking = &answer["content"][0];
+    assert_eq!(thinking["type"], "thinking");
+    assert!(
+        thinking["signature"].as_str().is_some_and(|s| !s.is_empty()),
+        "the signature comes back: {answer}"
+    );
+
+    let sent = mock.requests().pop().unwrap();
+    let mut expected = body.clone();
+    expected["model"] = json!("claude-upstream");
+    assert_eq!(sent.body, expected, "only the model was changed");
+    assert_eq!(sent.headers["anthropic-beta"], "interleaved-thinking-2025-05-14,context-1m-2025-08-07");
+    assert_eq!(sent.headers["anthropic-version"], "2023-06-01");
+    assert_eq!(sent.headers["x-api-key"], "sk-ant-upstream-0123456789");
+}
+
+#[tokio::test]
+async fn an_anthropic_stream_is_forwarded_event_for_event_and_billed_once() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let gateway = anthropic_gateway(&mock).await;
+    let body = json!({"model": "claude", "max_tokens": 256, "stream": true,
+                      "messages": [{"role": "user", "content": "Count."}]});
+    let response = client()
+        .post(gateway.url("/v1/messages"))
+        .header("x-request-id", "native-stream")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let events = events(&response.text().await.unwrap());
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(names.contains(&"ping"), "Anthropic's own events pass through: {names:?}");
+    assert_eq!(names.last(), Some(&"message_stop"));
+
+    let mut records = Vec::new();
+    for _ in 0..100 {
+        records = gateway.store().spend_by_request("native-stream").await.unwrap();
+        if !records.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let [record] = records.as_slice() else { panic!("one record for the request: {records:?}") };
+    let stats = mock.stats();
+    // message_start and message_delta both report the input: it is counted once.
+    assert_eq!(record.usage.input, stats.prompt_tokens, "{record:?}");
+    assert_eq!(record.usage.output, stats.completion_tokens, "{record:?}");
+    assert!(!record.usage_estimated);
+}
+
+#[tokio::test]
+async fn an_openai_client_is_served_by_an_anthropic_deployment() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let gateway = anthropic_gateway(&mock).await;
+    let tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}}]);
+    let answer: Value = client()
+        .post(gateway.url("/v1/chat/completions"))
+        .json(&json!({"model": "claude", "messages": [{"role": "user", "content": "Weather?"}], "tools": tools}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["object"], "chat.completion");
+    assert_eq!(answer["choices"][0]["finish_reason"], "tool_calls");
+    let call = &answer["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert!(
+        serde_json::from_str::<Value>(call["function"]["arguments"].as_str().unwrap()).unwrap().is_object()
+    );
+    let sent = mock.requests().pop().unwrap().body;
+    assert_eq!(sent["max_tokens"], 4096, "Anthropic needs one: the default is sent");
+    assert_eq!(sent["tools"][0]["name"], "get_weather");
+
+    let stream = client()
+        .post(gateway.url("/v1/chat/completions"))
+        .json(&json!({"model": "claude", "stream": true, "stream_options": {"include_usage": true},
+                      "messages": [{"role": "user", "content": "Count."}]}))
+        .send()
+        .await
+        .unwrap();
+    let data = switchyard_e2e::sse_data(stream).await;
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let usage: Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert!(usage["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn anthropics_overload_mid_stream_ends_the_stream_with_an_error_event() {
+    let mock = MockServer::start(MockConfig::default()).await.unwrap();
+    let gateway = anthropic_gateway(&mock).await;
+    mock.push_fault(Fault::ErrorMidStream { after_events: 4 });
+    let body = json!({"model": "claude", "max_tokens": 256, "stream": true,
+                      "messages": [{"role": "user", "content": "Count."}]});
+    let response = client().post(gateway.url("/v1/messages")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 200, "the stream had started");
+    let events = events(&response.text().await.unwrap());
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name, "error");
+    assert_eq!(data["error"]["type"], "overloaded_error", "{data}");
+    assert!(!events.iter().any(|(n, _)| n == "message_stop"));
+}

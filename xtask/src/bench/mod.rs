@@ -22,14 +22,24 @@
 //! the sink. The report compares the three side by side and holds traced − bare to the latency
 //! budget.
 //!
+//! The cost of cross-dialect translation is one more target on the same binary:
+//! `switchyard-anthropic`, telemetry as shipped, whose model is served by an Anthropic
+//! deployment against the same mock (its `POST /v1/messages`, paced like its OpenAI answers).
+//! The load keeps speaking OpenAI Chat Completions, so every request is translated to Anthropic
+//! Messages and every answer, JSON or SSE event by event, back. Its completions are counted with
+//! the mock's counter for that dialect ([`targets::Dialect::completions_counter`]). The report
+//! compares it with `switchyard`, shows the difference, and holds its streaming time to first
+//! byte to the budget over nginx.
+//!
 //! `--smoke` is the CI variant: `direct` and `switchyard` only, 1 s cells at concurrency 1
 //! and 8 plus the sparse cell and a small held-streams cell ([`HeldSpec::SMOKE`]: 50 streams of
 //! 2 s, about 4 s in all), no peer installs, the table printed and not written; it fails when a
-//! validation or a cell fails, so the benchmark cannot rot. The two telemetry variants are not
-//! measured in it (about 15 s each, a third more time for figures nobody reads from 1 s cells);
-//! instead their generated configs go through `switchyard check`, which fails the smoke if the
-//! gateway's configuration has moved away from what the bench writes. `--smoke --targets
-//! switchyard,switchyard-bare,switchyard-traced` measures them too.
+//! validation or a cell fails, so the benchmark cannot rot. The three Switchyard variants
+//! (`switchyard-anthropic`, `switchyard-bare`, `switchyard-traced`) are not measured in it
+//! (about 15 s each, more time for figures nobody reads from 1 s cells); instead their
+//! generated configs go through `switchyard check`, which fails the smoke if the gateway's
+//! configuration has moved away from what the bench writes. `--smoke --targets
+//! switchyard,switchyard-anthropic,switchyard-bare,switchyard-traced` measures them too.
 
 mod http;
 mod load;
@@ -47,7 +57,7 @@ use serde_json::{Value, json};
 
 use self::load::{CellSys, JsonLoad, LoadGen, StreamLoad};
 use self::procs::{GroupMem, Proc};
-use self::targets::{HELD_MOCK_PORT, MOCK_PORT, OTLP_SINK_PORT, SWITCHYARD_BARE, SWITCHYARD_TRACED, Target};
+use self::targets::{Dialect, HELD_MOCK_PORT, MOCK_PORT, OTLP_SINK_PORT, SWITCHYARD_TRACED, Target};
 use crate::util::{capture, cargo, repo_root, run_inherit, target_dir, which};
 
 const HELP: &str = "\
@@ -57,12 +67,16 @@ Side-by-side benchmark on 127.0.0.1 against the switchyard-mock provider; writes
 docs/benchmarks.md and the raw figures to <target-dir>/bench/<UTC time>/results.json.
 
 options:
-  --targets a,b,...    targets, from: direct,nginx,switchyard,switchyard-bare,
-                       switchyard-traced,litellm,portkey (default: all; direct, the baseline,
-                       always runs). switchyard-bare and switchyard-traced are the same binary
-                       with no telemetry, and with metrics + request logs at info (to a file) +
-                       every trace exported over OTLP/HTTP to a local sink (a third mock on
-                       127.0.0.1:18002, load core): the \"Cost of observability\" section
+  --targets a,b,...    targets, from: direct,nginx,switchyard,switchyard-anthropic,
+                       switchyard-bare,switchyard-traced,litellm,portkey (default: all; direct,
+                       the baseline, always runs). switchyard-anthropic is the same binary as
+                       switchyard with its model served by an Anthropic deployment (provider:
+                       anthropic, the mock's POST /v1/messages): every OpenAI request and answer
+                       translated, the \"Cross-dialect translation\" section. switchyard-bare
+                       and switchyard-traced are the same binary with no telemetry, and with
+                       metrics + request logs at info (to a file) + every trace exported over
+                       OTLP/HTTP to a local sink (a third mock on 127.0.0.1:18002, load core):
+                       the \"Cost of observability\" section
   --duration N         seconds per measured cell (default 10; 1-60)
   --warmup N           seconds of warm-up per target, not recorded (default 3)
   --conc LIST          non-streaming concurrencies (default 1,16,64)
@@ -83,8 +97,9 @@ options:
                        switchyard-sse-probe) instead of running cargo build --release
   --smoke              CI mode: direct + switchyard, 1 s cells, c=1 and 8, sparse, 50 held streams
                        of 2 s (~4 s more), no installs, `switchyard check` of the configs of
-                       switchyard-bare and switchyard-traced (not measured unless --targets
-                       names them), prints the table, fails if any validation, cell or check fails
+                       switchyard-anthropic, switchyard-bare and switchyard-traced (not measured
+                       unless --targets names them), prints the table, fails if any validation,
+                       cell or check fails
 
 environment:
   SWITCHYARD_BENCH_HOME  where peers are installed (default ~/.cache/switchyard-bench)
@@ -262,7 +277,7 @@ pub(crate) struct JsonCell {
     pub(crate) conc: u32,
     pub(crate) load: JsonLoad,
     pub(crate) sys: CellSys,
-    /// Chat completions the mock answered during the cell.
+    /// Completions the mock answered during the cell, in the target's upstream dialect.
     pub(crate) upstream: Option<u64>,
 }
 
@@ -349,7 +364,7 @@ pub(crate) struct TargetResult {
     pub(crate) stream: Vec<StreamCell>,
     pub(crate) stream_skipped: Option<String>,
     pub(crate) held: Option<HeldCell>,
-    /// Chat completions the mocks answered for this target over its whole run (validation,
+    /// Completions the mocks answered for this target over its whole run (validation,
     /// warm-up, every cell, the held streams).
     pub(crate) served: Option<u64>,
     /// Bytes the target's processes wrote to their logs over its whole run (before
@@ -519,7 +534,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 .then(|| targets::prepare_held(t.name, &env))
         })
         .collect();
-    // The smoke does not measure the telemetry variants; it checks that the gateway still
+    // The smoke does not measure the Switchyard variants; it checks that the gateway still
     // accepts their configs, so that they cannot rot unseen until the next full run.
     let config_problems = if opts.smoke && opts.targets.contains(&"switchyard") {
         check_configs(&env, &opts.targets)
@@ -604,10 +619,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         // Every process of the target has stopped by now: its logs are complete, and its last
         // spans were flushed on the way out.
         let served_after = [mock_stats(), mock_stats_on(HELD_MOCK_PORT)];
+        let completions = Dialect::of(name).completions_counter();
         r.served = served_before
             .iter()
             .zip(&served_after)
-            .filter_map(|(a, b)| counter_delta(a, b, "chat_completions"))
+            .filter_map(|(a, b)| counter_delta(a, b, completions))
             .reduce(|a, b| a + b);
         if !t.argv.is_empty() {
             r.log_bytes = [format!("{name}.log"), format!("{name}-held.log")]
@@ -678,11 +694,11 @@ fn write_json(meta: &Meta, results: &[TargetResult]) -> Result<()> {
     std::fs::write(&path, format!("{v:#}\n")).with_context(|| format!("writing {}", path.display()))
 }
 
-/// `switchyard check` of the configs of the telemetry variants that this run does not measure;
+/// `switchyard check` of the configs of the Switchyard variants that this run does not measure;
 /// one line per config the gateway rejects.
 fn check_configs(env: &Env, measured: &[&'static str]) -> Vec<String> {
     let mut problems = Vec::new();
-    for name in [SWITCHYARD_BARE, SWITCHYARD_TRACED].into_iter().filter(|n| !measured.contains(n)) {
+    for name in unmeasured_variants(measured) {
         let t = targets::prepare(name, env);
         let (Some(config), Some(bin)) = (&t.config, t.argv.first()) else {
             problems
@@ -702,6 +718,15 @@ fn check_configs(env: &Env, measured: &[&'static str]) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The Switchyard variants (every target running the `switchyard` binary but `switchyard`
+/// itself) not in `measured`: those whose configs the smoke checks instead.
+fn unmeasured_variants(measured: &[&'static str]) -> Vec<&'static str> {
+    targets::ALL
+        .into_iter()
+        .filter(|n| *n != "switchyard" && targets::runs_switchyard(n) && !measured.contains(n))
+        .collect()
 }
 
 /// A log bigger than this is cut to its first and last [`LOG_KEEP_EDGE`] bytes once its target
@@ -750,8 +775,8 @@ fn port_free(port: u16) -> Result<()> {
         anyhow::anyhow!(
             "port 127.0.0.1:{port} is not free ({e}); the benchmark uses fixed ports 18000 (mock), \
              18001 (mock of the held-streams cell), 18002 (OTLP sink of switchyard-traced), 18101 (nginx), \
-             18102 (litellm), 18104 (portkey), 18110-18112 (switchyard, -bare, -traced): stop whatever \
-             listens there (`ss -ltnp 'sport = :{port}'`) and retry"
+             18102 (litellm), 18104 (portkey), 18110-18113 (switchyard, -bare, -traced, -anthropic): \
+             stop whatever listens there (`ss -ltnp 'sport = :{port}'`) and retry"
         )
     })
 }
@@ -950,6 +975,8 @@ fn measure_held(
 }
 
 fn measure_target(env: &Env, opts: &Opts, t: &Target, mock: &mut Proc, r: &mut TargetResult) -> Result<()> {
+    // The mock counts completions per dialect: what the cells compare with the client's count.
+    let completions = Dialect::of(t.name).completions_counter();
     let mut gw = None;
     if !t.argv.is_empty() {
         port_free(t.port)?;
@@ -1004,7 +1031,7 @@ fn measure_target(env: &Env, opts: &Opts, t: &Target, mock: &mut Proc, r: &mut T
             load::run_json(env, t.port, &t.headers, c, opts.duration)
         })
         .with_context(|| format!("non-streaming load at c={c}"))?;
-        let upstream = counter_delta(&before, &mock_stats(), "chat_completions");
+        let upstream = counter_delta(&before, &mock_stats(), completions);
         eprintln!(
             "bench: {}: json c={c}: {:.0} req/s, p50 {} us, p99 {} us, non-2xx {}, socket errors {}, upstream {:?}, bg {:.2} cores",
             t.name,
@@ -1026,7 +1053,7 @@ fn measure_target(env: &Env, opts: &Opts, t: &Target, mock: &mut Proc, r: &mut T
             load::run_sparse(env, t.port, &t.headers, opts.duration, probe_warmup)
         })
         .with_context(|| format!("sparse load (one request every {} ms)", load::SPARSE_INTERVAL_MS))?;
-        let upstream = counter_delta(&before, &mock_stats(), "chat_completions");
+        let upstream = counter_delta(&before, &mock_stats(), completions);
         eprintln!(
             "bench: {}: json sparse c=1 every {} ms: {} requests, p50 {} us, p99 {} us, non-2xx {}, \
              socket errors {}, upstream {:?}, bg {:.2} cores",
@@ -1343,6 +1370,7 @@ mod tests {
 
     #[test]
     fn telemetry_variants_run_by_default_and_in_smoke_only_when_named() {
+        use self::targets::SWITCHYARD_BARE;
         let full = parse_opts(&args("")).expect("valid").expect("not help");
         assert!(full.targets.contains(&SWITCHYARD_BARE) && full.targets.contains(&SWITCHYARD_TRACED));
         let o = parse_opts(&args("--targets switchyard-traced,switchyard,switchyard-bare")).expect("valid");
@@ -1355,6 +1383,29 @@ mod tests {
         assert!(!smoke.targets.iter().any(|t| t.starts_with("switchyard-")));
         let o = parse_opts(&args("--smoke --targets switchyard,switchyard-bare")).expect("valid");
         assert_eq!(o.expect("not help").targets, ["direct", "switchyard", "switchyard-bare"]);
+    }
+
+    #[test]
+    fn cross_dialect_variant_runs_by_default_next_to_switchyard_and_its_config_is_checked_in_smoke() {
+        use self::targets::{SWITCHYARD_ANTHROPIC, SWITCHYARD_BARE};
+        let full = parse_opts(&args("")).expect("valid").expect("not help");
+        assert!(full.targets.contains(&SWITCHYARD_ANTHROPIC));
+        let o =
+            parse_opts(&args("--targets switchyard-traced,switchyard-anthropic,switchyard")).expect("valid");
+        assert_eq!(
+            o.expect("not help").targets,
+            ["direct", "switchyard", "switchyard-anthropic", "switchyard-traced"],
+            "report order: the cross-dialect run right after the one it is compared with"
+        );
+        assert_eq!(
+            unmeasured_variants(&["direct", "switchyard"]),
+            [SWITCHYARD_ANTHROPIC, SWITCHYARD_BARE, SWITCHYARD_TRACED],
+            "the smoke checks the config of every variant it does not measure"
+        );
+        assert_eq!(
+            unmeasured_variants(&["direct", "switchyard", SWITCHYARD_ANTHROPIC, SWITCHYARD_BARE]),
+            [SWITCHYARD_TRACED]
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The benchmark's outputs: `results.json` (every number) and the markdown report that goes to
 //! `docs/benchmarks.md` (or to the terminal for `--smoke`), including the comparison with the
 //! performance budget in the design brief, the cost of observability (the same binary with its
-//! telemetry off, as shipped, and all on, the difference held to the same budget) and the
-//! honesty checks of every cell.
+//! telemetry off, as shipped, and all on, the difference held to the same budget), the cost of
+//! cross-dialect translation (the same binary with its model served in Anthropic's dialect, its
+//! streaming time to first byte held to the budget) and the honesty checks of every cell.
 
 use std::fmt::Write as _;
 
@@ -10,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::load::CellSys;
 
-use super::targets::{SWITCHYARD_BARE, SWITCHYARD_TRACED};
+use super::targets::{self, Dialect, SWITCHYARD_ANTHROPIC, SWITCHYARD_BARE, SWITCHYARD_TRACED};
 use super::{HeldCell, HeldSpec, JsonCell, Meta, Status, StreamCell, TargetResult, result_json};
 
 /// The performance budget of the design brief, over nginx (the floor of one proxy hop).
@@ -152,6 +153,7 @@ pub(crate) fn markdown(meta: &Meta, results: &[TargetResult]) -> String {
     header(&mut md, meta);
     design_targets(&mut md, meta, results);
     observability(&mut md, meta, results);
+    cross_dialect(&mut md, meta, results);
     non_streaming(&mut md, meta, results);
     if let Some(ms) = meta.sparse_interval_ms {
         sparse(&mut md, ms, results);
@@ -432,14 +434,7 @@ fn observability(md: &mut String, meta: &Meta, results: &[TargetResult]) {
             let bound = if load_bound(meta, &c.sys) { " (load-bound)" } else { "" };
             format!("{}{bound}{}", int(c.load.rps), flags_json(c))
         });
-        let cpu = match hi {
-            Some(c) if c.load.requests > 0 => match c.sys.gw_cpu_s {
-                Some(s) if s < MIN_CPU_S => "< resolution".to_owned(),
-                Some(s) => int(s * 1e6 / c.load.requests as f64),
-                None => "–".to_owned(),
-            },
-            _ => "–".to_owned(),
-        };
+        let cpu = cpu_text(hi);
         let ttfb = stream_cell(Some(r), 1)
             .map_or("–".to_owned(), |c| format!("{}{}", int(c.load.ttfb.p50 as f64), flags_stream(c)));
         let _ = writeln!(
@@ -565,6 +560,185 @@ fn observability(md: &mut String, meta: &Meta, results: &[TargetResult]) {
             None => {}
         }
     }
+}
+
+/// The gateway's CPU time per completed request of a non-streaming cell, in µs; `None` when
+/// the cell did not run, completed nothing, or used too little CPU to resolve.
+fn cpu_per_request(c: Option<&JsonCell>) -> Option<f64> {
+    let c = c.filter(|c| c.load.requests > 0)?;
+    let s = c.sys.gw_cpu_s.filter(|s| *s >= MIN_CPU_S)?;
+    Some(s * 1e6 / c.load.requests as f64)
+}
+
+/// [`cpu_per_request`] for a table cell.
+fn cpu_text(c: Option<&JsonCell>) -> String {
+    match (cpu_per_request(c), c) {
+        (Some(us), _) => int(us),
+        (None, Some(c)) if c.load.requests > 0 && c.sys.gw_cpu_s.is_some() => "< resolution".to_owned(),
+        _ => "–".to_owned(),
+    }
+}
+
+/// The two runs of "Cross-dialect translation", in table order.
+const CROSS_DIALECT: [&str; 2] = ["switchyard", SWITCHYARD_ANTHROPIC];
+
+/// The same binary with its model served in OpenAI's dialect (as measured above) and in
+/// Anthropic's, the load speaking OpenAI to both: the figures side by side, the translation
+/// cost (switchyard-anthropic − switchyard) explicitly, and the cross-dialect streaming time to
+/// first byte held to the streaming budget over nginx. Only when the variant ran (or was asked
+/// for).
+fn cross_dialect(md: &mut String, meta: &Meta, results: &[TargetResult]) {
+    if !results.iter().any(|r| r.name == SWITCHYARD_ANTHROPIC) {
+        return;
+    }
+    let top = meta.conc.iter().copied().max().unwrap_or(64);
+    let _ = writeln!(
+        md,
+        "## Cross-dialect translation
+"
+    );
+    let _ = writeln!(
+        md,
+        "The same release binary twice, telemetry as shipped, differing only in the deployment behind its \
+         model `mock-gpt`: `switchyard` (as measured above) calls the mock's OpenAI Chat Completions, \
+         `{SWITCHYARD_ANTHROPIC}` a deployment with `provider: anthropic` calling the same mock's Anthropic \
+         Messages (`POST /v1/messages`, answered with the same chunks and pacing). The load keeps speaking \
+         OpenAI, so every request is translated to Anthropic Messages and every answer back: JSON whole, \
+         SSE streams event by event. *Translation* = {SWITCHYARD_ANTHROPIC} − switchyard, what a client pays \
+         to reach a model in the other dialect; the cross-dialect streaming time to first byte is held to \
+         the DESIGN.md streaming budget over nginx. Run back to back (`cargo xtask bench --targets \
+         nginx,switchyard,{SWITCHYARD_ANTHROPIC}` for these alone).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| target | upstream dialect | p50 / p99 µs c=1 | req/s c={top} | CPU µs/req c={top} | TTFB p50 µs c=1 | \
+         full stream p50 / p99 ms c=1 | SSE events / stream c=1 |\n|---|---|---|---|---|---|---|---|"
+    );
+    for name in CROSS_DIALECT {
+        let what = Dialect::of(name).label();
+        let Some(r) = results.iter().find(|r| r.name == name) else {
+            let _ = writeln!(md, "| {name} | {what} | not in this run |");
+            continue;
+        };
+        if let Some(s) = status_text(r) {
+            let _ = writeln!(md, "| {name} | {what} | {} |", cell_text(&s));
+            continue;
+        }
+        let c1 = json_cell(Some(r), 1).map_or("–".to_owned(), |c| {
+            format!(
+                "{} / {}{}",
+                int(c.load.latency.p50 as f64),
+                int(c.load.latency.p99 as f64),
+                flags_json(c)
+            )
+        });
+        let hi = json_cell(Some(r), top);
+        let rps = hi.map_or("–".to_owned(), |c| {
+            let bound = if load_bound(meta, &c.sys) { " (load-bound)" } else { "" };
+            format!("{}{bound}{}", int(c.load.rps), flags_json(c))
+        });
+        let s1 = stream_cell(Some(r), 1);
+        let ttfb =
+            s1.map_or("–".to_owned(), |c| format!("{}{}", int(c.load.ttfb.p50 as f64), flags_stream(c)));
+        let total = s1.map_or("–".to_owned(), |c| {
+            format!("{:.1} / {:.1}", c.load.total.p50 as f64 / 1000.0, c.load.total.p99 as f64 / 1000.0)
+        });
+        let events = s1.map_or("–".to_owned(), |c| format!("{:.1}", c.load.events_per_stream));
+        let _ = writeln!(
+            md,
+            "| {name} | {what} | {c1} | {rps} | {} | {ttfb} | {total} | {events} |",
+            cpu_text(hi)
+        );
+    }
+    let (sy, cross) = (find(results, "switchyard"), find(results, SWITCHYARD_ANTHROPIC));
+    let label = format!("**translation** ({SWITCHYARD_ANTHROPIC} − switchyard)");
+    let path = "OpenAI → Anthropic Messages → OpenAI";
+    match (sy, cross) {
+        (Some(s), Some(x)) => {
+            let (s1, x1) = (json_cell(Some(s), 1), json_cell(Some(x), 1));
+            let c1 = match (x1, s1) {
+                (Some(x), Some(s)) => format!(
+                    "{} / {}",
+                    signed(x.load.latency.p50 as i64 - s.load.latency.p50 as i64),
+                    signed(x.load.latency.p99 as i64 - s.load.latency.p99 as i64)
+                ),
+                _ => "–".to_owned(),
+            };
+            let (shi, xhi) = (json_cell(Some(s), top), json_cell(Some(x), top));
+            let rps = match (xhi, shi) {
+                (Some(x), Some(s)) if s.load.rps > 0.0 => format!(
+                    "{} ({:+.1}%)",
+                    signed((x.load.rps - s.load.rps).round() as i64),
+                    (x.load.rps / s.load.rps - 1.0) * 100.0
+                ),
+                _ => "–".to_owned(),
+            };
+            let cpu = match (cpu_per_request(xhi), cpu_per_request(shi)) {
+                (Some(x), Some(s)) => signed((x - s).round() as i64),
+                _ => "–".to_owned(),
+            };
+            let (ss, xs) = (stream_cell(Some(s), 1), stream_cell(Some(x), 1));
+            let (ttfb, total, events) = match (xs, ss) {
+                (Some(x), Some(s)) => (
+                    signed(x.load.ttfb.p50 as i64 - s.load.ttfb.p50 as i64),
+                    format!(
+                        "{} / {} µs",
+                        signed(x.load.total.p50 as i64 - s.load.total.p50 as i64),
+                        signed(x.load.total.p99 as i64 - s.load.total.p99 as i64)
+                    ),
+                    format!("{:+.1}", x.load.events_per_stream - s.load.events_per_stream),
+                ),
+                _ => ("–".to_owned(), "–".to_owned(), "–".to_owned()),
+            };
+            let _ = writeln!(md, "| {label} | {path} | {c1} | {rps} | {cpu} | {ttfb} | {total} | {events} |");
+        }
+        _ => {
+            let missing = if sy.is_none() { "switchyard" } else { SWITCHYARD_ANTHROPIC };
+            let _ = writeln!(md, "| {label} | {path} | not evaluated: {missing} not measured in this run |");
+        }
+    }
+    let _ = writeln!(md);
+
+    let ng = find(results, "nginx");
+    let _ = writeln!(
+        md,
+        "| budget (DESIGN.md), applied to {SWITCHYARD_ANTHROPIC} | measured | verdict |\n|---|---|---|"
+    );
+    let what = format!("streaming c=1: time to first byte within {TTFB_VS_NGINX_US} µs of nginx (p50)");
+    match (stream_cell(cross, 1), stream_cell(ng, 1)) {
+        (Some(x), Some(n)) => {
+            let d = x.load.ttfb.p50 as i64 - n.load.ttfb.p50 as i64;
+            let share = stream_cell(sy, 1).map_or(String::new(), |s| {
+                format!(
+                    "; translation {} µs of it (over switchyard {})",
+                    signed(x.load.ttfb.p50 as i64 - s.load.ttfb.p50 as i64),
+                    int(s.load.ttfb.p50 as f64)
+                )
+            });
+            let bg = x.sys.foreign_cores.max(n.sys.foreign_cores);
+            let noisy =
+                if bg > BACKGROUND_FLAG_CORES { format!("; ⚠ bg {bg:.2} cores") } else { String::new() };
+            let _ = writeln!(
+                md,
+                "| {what} | {} µs ({SWITCHYARD_ANTHROPIC} {} − nginx {}){share}{noisy} | {} |",
+                signed(d),
+                int(x.load.ttfb.p50 as f64),
+                int(n.load.ttfb.p50 as f64),
+                if d <= TTFB_VS_NGINX_US { "✅ met" } else { "❌ missed" }
+            );
+        }
+        _ => {
+            let why = if cross.is_none() {
+                format!("not evaluated: {SWITCHYARD_ANTHROPIC} not measured in this run")
+            } else if ng.is_none() {
+                "not evaluated: nginx not measured in this run".to_owned()
+            } else {
+                "not evaluated: cell not run".to_owned()
+            };
+            let _ = writeln!(md, "| {what} | {why} | – |");
+        }
+    }
+    let _ = writeln!(md);
 }
 
 /// What a target wrote per completion served: its logs, and the spans the sink received.
@@ -905,11 +1079,10 @@ fn streaming(md: &mut String, meta: &Meta, results: &[TargetResult]) {
 fn relative(md: &mut String, meta: &Meta, results: &[TargetResult]) {
     let Some(sy) = find(results, "switchyard") else { return };
     let direct = find(results, "direct");
-    // Peers only: the telemetry variants are Switchyard itself (see "Cost of observability").
-    let peers: Vec<&TargetResult> = results
-        .iter()
-        .filter(|r| !matches!(r.name, "direct" | "switchyard" | SWITCHYARD_BARE | SWITCHYARD_TRACED))
-        .collect();
+    // Peers only: the variants are Switchyard itself (see "Cost of observability" and
+    // "Cross-dialect translation").
+    let peers: Vec<&TargetResult> =
+        results.iter().filter(|r| r.name != "direct" && !targets::runs_switchyard(r.name)).collect();
     if peers.is_empty() {
         return;
     }
@@ -1079,6 +1252,10 @@ fn caveats(md: &mut String) {
          folder (local disk, page cache) and sends its spans to a sink on the load core; a log pipe or a \
          remote collector costs the gateway about the same system calls. It keeps every trace \
          (`sample_ratio: 1.0`), the worst case: a sampled production setup exports fewer spans.\n\
+         - **Cross-dialect variant.** The mock's Anthropic answers carry the same text in the same \
+         chunks with the same pacing as its OpenAI ones, but not the same bytes: a Messages stream has \
+         more events (`message_start`, `content_block_start`, …, `message_stop`) and the JSON other \
+         fields, so *translation* includes parsing that different body, not only the mapping code.\n\
          - **Small bodies.** Mock answers are ~1 KB; large prompts and answers shift cost toward JSON \
          handling.\n\
          - **Background.** The machine may be shared; other processes' CPU is measured per cell (processes \
@@ -1520,6 +1697,144 @@ mod tests {
         design_targets(&mut md, &telemetry_meta(), &runs);
         assert!(md.contains("(switchyard 242 − nginx 120)"), "{md}");
         assert!(!md.contains("switchyard-") && !md.contains("traced"), "{md}");
+    }
+
+    /// A Switchyard run for "Cross-dialect translation": [`telemetry_run`] with a full stream
+    /// of `total_ms` (p50, p99) and `events` SSE events per stream at c=1.
+    fn dialect_run(
+        name: &'static str,
+        c1: (u64, u64),
+        rps: f64,
+        cpu_us: u64,
+        ttfb: u64,
+        total_us: (u64, u64),
+        events: f64,
+    ) -> TargetResult {
+        let mut r = telemetry_run(name, c1, rps, cpu_us, ttfb);
+        let s = &mut r.stream[0].load;
+        s.total = Latency { p50: total_us.0, p99: total_us.1, ..Latency::default() };
+        s.events_per_stream = events;
+        r
+    }
+
+    fn dialect_runs(cross_ttfb: u64) -> Vec<TargetResult> {
+        vec![
+            measured("direct", 14, None),
+            dialect_run("nginx", (120, 300), 60_000.0, 10, 260, (103_000, 106_000), 23.0),
+            dialect_run("switchyard", (242, 410), 40_000.0, 25, 300, (104_000, 109_000), 23.0),
+            dialect_run(SWITCHYARD_ANTHROPIC, (270, 480), 36_000.0, 29, cross_ttfb, (104_400, 110_200), 24.0),
+            measured("litellm", 9_000, None),
+        ]
+    }
+
+    fn dialect_section(md: &str) -> &str {
+        let start = md.find("## Cross-dialect translation\n").expect("the section");
+        let end = md[start + 3..].find("\n## ").map_or(md.len(), |i| start + 3 + i);
+        &md[start..end]
+    }
+
+    #[test]
+    fn cross_dialect_section_shows_the_translation_cost_and_holds_ttfb_to_the_budget_over_nginx() {
+        let md = markdown(&telemetry_meta(), &dialect_runs(340));
+        let s = dialect_section(&md);
+        assert!(
+            s.contains(
+                "| target | upstream dialect | p50 / p99 µs c=1 | req/s c=64 | CPU µs/req c=64 | TTFB p50 µs c=1 | \
+                 full stream p50 / p99 ms c=1 | SSE events / stream c=1 |\n"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "| switchyard | OpenAI Chat Completions (no translation) | 242 / 410 | 40,000 | 25 | 300 | \
+                 104.0 / 109.0 | 23.0 |\n\
+                 | switchyard-anthropic | Anthropic Messages (request and answer translated) | 270 / 480 | 36,000 | \
+                 29 | 340 | 104.4 / 110.2 | 24.0 |\n\
+                 | **translation** (switchyard-anthropic − switchyard) | OpenAI → Anthropic Messages → OpenAI | \
+                 +28 / +70 | -4,000 (-10.0%) | +4 | +40 | +400 / +1,200 µs | +1.0 |\n"
+            ),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "| streaming c=1: time to first byte within 100 µs of nginx (p50) | +80 µs (switchyard-anthropic \
+                 340 − nginx 260); translation +40 µs of it (over switchyard 300) | ✅ met |"
+            ),
+            "{s}"
+        );
+        // Between "Cost of observability" (when it runs) and the per-cell tables.
+        let at = |h: &str| md.find(h).expect(h);
+        assert!(
+            at("## Against the design budget") < at("## Cross-dialect")
+                && at("## Cross-dialect") < at("## Non-streaming")
+        );
+        // A miss is a miss.
+        let md = markdown(&telemetry_meta(), &dialect_runs(400));
+        assert!(
+            dialect_section(&md).contains(
+                "| +140 µs (switchyard-anthropic 400 − nginx 260); translation +100 µs of it (over switchyard 300) \
+                 | ❌ missed |"
+            ),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn cross_dialect_section_needs_both_runs_and_nginx_and_only_appears_with_the_variant() {
+        let without = |name: &str| -> Vec<TargetResult> {
+            dialect_runs(340).into_iter().filter(|r| r.name != name).collect()
+        };
+        let md = markdown(&telemetry_meta(), &without("nginx"));
+        let s = dialect_section(&md);
+        assert!(
+            s.contains("| **translation** (switchyard-anthropic − switchyard) | OpenAI → Anthropic"),
+            "{s}"
+        );
+        assert!(
+            s.contains(
+                "| streaming c=1: time to first byte within 100 µs of nginx (p50) | not evaluated: nginx not \
+                 measured in this run | – |"
+            ),
+            "{s}"
+        );
+        let md = markdown(&telemetry_meta(), &without("switchyard"));
+        let s = dialect_section(&md);
+        assert!(
+            s.contains("| switchyard | OpenAI Chat Completions (no translation) | not in this run |"),
+            "{s}"
+        );
+        assert!(s.contains("| not evaluated: switchyard not measured in this run |"), "{s}");
+        assert!(s.contains("| ✅ met |"), "the budget is over nginx, not over switchyard: {s}");
+        let mut runs = dialect_runs(340);
+        runs[3].status = Status::Failed("no 200 within 30 s".to_owned());
+        let md = markdown(&telemetry_meta(), &runs);
+        let s = dialect_section(&md);
+        assert!(
+            s.contains(
+                "| switchyard-anthropic | Anthropic Messages (request and answer translated) | failed: no 200 \
+                 within 30 s |"
+            ),
+            "{s}"
+        );
+        assert!(s.contains("| not evaluated: switchyard-anthropic not measured in this run |\n"), "{s}");
+        assert!(
+            s.contains("(p50) | not evaluated: switchyard-anthropic not measured in this run | – |"),
+            "{s}"
+        );
+        assert!(!markdown(&telemetry_meta(), &without(SWITCHYARD_ANTHROPIC)).contains("## Cross-dialect"));
+    }
+
+    #[test]
+    fn cross_dialect_variant_stays_out_of_the_peers_table_and_the_budget_table() {
+        let runs = dialect_runs(340);
+        let mut md = String::new();
+        relative(&mut md, &telemetry_meta(), &runs);
+        assert!(md.contains("| litellm |") && md.contains("| nginx |"), "{md}");
+        assert!(!md.contains("anthropic"), "{md}");
+        let mut md = String::new();
+        design_targets(&mut md, &telemetry_meta(), &runs);
+        assert!(md.contains("(switchyard 300 − nginx 260)"), "{md}");
+        assert!(!md.contains("anthropic"), "{md}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! | `switchyard` | this workspace's release binary, telemetry as shipped (metrics on, request logs filtered out by `RUST_LOG=warn`, no traces) | `cargo build --release` |
 //! | `switchyard-bare` | the same binary with no telemetry: no metrics, no request logs, no traces | the same |
 //! | `switchyard-traced` | the same binary with all of it: metrics, one log line per request at info (to its log file), every trace exported over OTLP/HTTP to a local sink | the same |
+//! | `switchyard-anthropic` | the same binary, telemetry as shipped, its model served by an Anthropic deployment: every OpenAI request translated to Anthropic Messages and the answer back | the same |
 //! | `litellm` | LiteLLM proxy, uvicorn, 1 worker | PyPI `litellm[proxy]` (pinned) |
 //! | `portkey` | Portkey gateway, Node.js, `--headless` | npm `@portkey-ai/gateway` (pinned) |
 //!
@@ -25,6 +26,14 @@
 //! answers (which would charge a stall of the mock to the traced gateway), and the mock's
 //! request counter, which validation reads to see that the gateway really called it, counts
 //! completions only.
+//!
+//! `switchyard-anthropic` measures the cost of cross-dialect translation: the load generator
+//! still speaks OpenAI Chat Completions, but the model's one deployment is `provider:
+//! anthropic` against the same mock, which answers Anthropic's `POST /v1/messages` with the
+//! pacing of its OpenAI answers. Each request is translated to Anthropic Messages, and each
+//! answer (JSON, and SSE streams event by event) back to OpenAI's shapes. Which dialect a
+//! target's upstream speaks is a [`Dialect`], orthogonal to its [`Telemetry`]; the report compares
+//! it with `switchyard` in a section of its own.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -54,16 +63,30 @@ const PORTKEY_PORT: u16 = 18104;
 const SWITCHYARD_PORT: u16 = 18110;
 const SWITCHYARD_BARE_PORT: u16 = 18111;
 const SWITCHYARD_TRACED_PORT: u16 = 18112;
+const SWITCHYARD_ANTHROPIC_PORT: u16 = 18113;
 
 /// Switchyard with no telemetry at all.
 pub(crate) const SWITCHYARD_BARE: &str = "switchyard-bare";
 /// Switchyard with metrics, request logs at info and every trace exported.
 pub(crate) const SWITCHYARD_TRACED: &str = "switchyard-traced";
+/// Switchyard as shipped, its model served by an Anthropic Messages deployment.
+pub(crate) const SWITCHYARD_ANTHROPIC: &str = "switchyard-anthropic";
 
-/// Every target, in report (and run) order: the Switchyard variants run right after
-/// `switchyard`, so that the three runs compared in "Cost of observability" are close in time.
-pub(crate) const ALL: [&str; 7] =
-    ["direct", "nginx", "switchyard", SWITCHYARD_BARE, SWITCHYARD_TRACED, "litellm", "portkey"];
+/// Every target, in report (and run) order. The Switchyard variants run right after
+/// `switchyard`, so that the runs each report section compares are close in time: first
+/// `switchyard-anthropic` (compared with `switchyard` in "Cross-dialect translation"), then
+/// `switchyard-bare` and `switchyard-traced` back to back (traced − bare is what "Cost of
+/// observability" holds to the budget).
+pub(crate) const ALL: [&str; 8] = [
+    "direct",
+    "nginx",
+    "switchyard",
+    SWITCHYARD_ANTHROPIC,
+    SWITCHYARD_BARE,
+    SWITCHYARD_TRACED,
+    "litellm",
+    "portkey",
+];
 
 /// Whether target `name` runs this workspace's `switchyard` binary (which then must be built).
 pub(crate) fn runs_switchyard(name: &str) -> bool {
@@ -77,6 +100,7 @@ pub(crate) fn port_of(name: &str) -> Option<u16> {
         "switchyard" => Some(SWITCHYARD_PORT),
         SWITCHYARD_BARE => Some(SWITCHYARD_BARE_PORT),
         SWITCHYARD_TRACED => Some(SWITCHYARD_TRACED_PORT),
+        SWITCHYARD_ANTHROPIC => Some(SWITCHYARD_ANTHROPIC_PORT),
         "litellm" => Some(LITELLM_PORT),
         "portkey" => Some(PORTKEY_PORT),
         _ => None,
@@ -251,6 +275,7 @@ impl Telemetry {
             "switchyard" => Some(Telemetry::Shipped),
             SWITCHYARD_BARE => Some(Telemetry::Bare),
             SWITCHYARD_TRACED => Some(Telemetry::Traced),
+            SWITCHYARD_ANTHROPIC => Some(Telemetry::Shipped),
             _ => None,
         }
     }
@@ -302,12 +327,86 @@ impl Telemetry {
     }
 }
 
+/// The dialect a target's upstream speaks: which of the mock's APIs serves its completions.
+/// The load generator speaks OpenAI Chat Completions to every target; a target whose upstream
+/// speaks another dialect translates each request and each answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// OpenAI Chat Completions (`POST /v1/chat/completions`): every target but one, no
+    /// translation.
+    OpenAi,
+    /// Anthropic Messages (`POST /v1/messages`): `switchyard-anthropic`.
+    Anthropic,
+}
+
+// === impl Dialect ===
+
+impl Dialect {
+    /// The dialect target `name`'s upstream speaks.
+    pub(crate) fn of(name: &str) -> Dialect {
+        match name {
+            SWITCHYARD_ANTHROPIC => Dialect::Anthropic,
+            _ => Dialect::OpenAi,
+        }
+    }
+
+    /// The counter of the mock's `GET /__stats` that counts the completions it served in this
+    /// dialect, streamed or not. The mock counts only OpenAI-shaped chat requests (and
+    /// Bedrock's, Cohere's, Gemini's) in `chat_completions`, not Anthropic Messages; its
+    /// `requests` counts every request of any dialect, and while a target runs, the only
+    /// requests the bench's mocks receive are that target's completions (`/__stats` is not
+    /// counted, and OTLP exports go to a sink of their own).
+    pub(crate) fn completions_counter(self) -> &'static str {
+        match self {
+            Dialect::OpenAi => "chat_completions",
+            Dialect::Anthropic => "requests",
+        }
+    }
+
+    /// How the report names it.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Dialect::OpenAi => "OpenAI Chat Completions (no translation)",
+            Dialect::Anthropic => "Anthropic Messages (request and answer translated)",
+        }
+    }
+
+    /// What the target description adds (nothing for OpenAI).
+    fn describe(self) -> &'static str {
+        match self {
+            Dialect::OpenAi => "",
+            Dialect::Anthropic => {
+                "; its model `mock-gpt` served by an Anthropic deployment (`provider: anthropic`, \
+                 `model: mock-claude`, the mock's `POST /v1/messages`): each OpenAI request translated \
+                 to Anthropic Messages, each answer (JSON, and SSE streams event by event) back"
+            }
+        }
+    }
+
+    /// The model's one deployment in Switchyard's config, against the mock on `mock_port`.
+    /// Anthropic's `api_base` has no `/v1`: the adapter appends `/v1/messages`.
+    fn deployment_yaml(self, mock_port: u16) -> String {
+        let (provider, model, base) = match self {
+            Dialect::OpenAi => ("openai", "mock-gpt", format!("http://127.0.0.1:{mock_port}/v1")),
+            Dialect::Anthropic => ("anthropic", "mock-claude", format!("http://127.0.0.1:{mock_port}")),
+        };
+        format!(
+            "      - provider: {provider}
+        model: {model}
+        api_base: {base}
+        api_key: mock-key
+"
+        )
+    }
+}
+
 fn switchyard(name: &'static str, env: &Env, up: Upstream) -> Result<Target> {
     let telemetry = Telemetry::of(name).context("not a Switchyard target")?;
+    let dialect = Dialect::of(name);
     let port = port_of(name).context("no port")?;
     let mut t = Target {
         name,
-        desc: telemetry.describe(),
+        desc: format!("{}{}", telemetry.describe(), dialect.describe()),
         port,
         ready_timeout: Duration::from_secs(30),
         env: vec![("RUST_LOG".to_owned(), telemetry.rust_log().to_owned())],
@@ -324,7 +423,7 @@ fn switchyard(name: &'static str, env: &Env, up: Upstream) -> Result<Target> {
     }
     let config = env.conf_dir.join(format!("{name}{}.yaml", up.tag));
     let ledger = env.conf_dir.join("switchyard-ledger.db");
-    std::fs::write(&config, switchyard_yaml(telemetry, port, up.mock_port, &ledger))
+    std::fs::write(&config, switchyard_yaml(telemetry, dialect, port, up.mock_port, &ledger))
         .with_context(|| format!("writing {}", config.display()))?;
     t.argv = vec![bin.clone().into(), "serve".into(), "--config".into(), config.clone().into()];
     t.config = Some(config);
@@ -333,9 +432,16 @@ fn switchyard(name: &'static str, env: &Env, up: Upstream) -> Result<Target> {
     Ok(t)
 }
 
-/// Switchyard's config: one model served by the mock on `mock_port`, its spend ledger in the
-/// SQLite file `ledger` (every request is recorded, as in production), and `telemetry`.
-fn switchyard_yaml(telemetry: Telemetry, port: u16, mock_port: u16, ledger: &std::path::Path) -> String {
+/// Switchyard's config: one model, `mock-gpt`, served by the mock on `mock_port` in
+/// `dialect`, its spend ledger in the SQLite file `ledger` (every request is recorded, as in
+/// production), and `telemetry`.
+fn switchyard_yaml(
+    telemetry: Telemetry,
+    dialect: Dialect,
+    port: u16,
+    mock_port: u16,
+    ledger: &std::path::Path,
+) -> String {
     format!(
         "# Generated by `cargo xtask bench`: one model served by the mock; no master key on loopback.
 server:
@@ -345,12 +451,9 @@ database:
 models:
   - name: mock-gpt
     deployments:
-      - provider: openai
-        model: mock-gpt
-        api_base: http://127.0.0.1:{mock_port}/v1
-        api_key: mock-key
-{}",
+{}{}",
         ledger.display(),
+        dialect.deployment_yaml(mock_port),
         telemetry.yaml()
     )
 }
@@ -579,7 +682,8 @@ mod tests {
 
     #[test]
     fn switchyard_variants_differ_only_in_telemetry() {
-        let yaml = |t| switchyard_yaml(t, 18111, 18000, std::path::Path::new("/tmp/ledger.db"));
+        let yaml =
+            |t| switchyard_yaml(t, Dialect::OpenAi, 18111, 18000, std::path::Path::new("/tmp/ledger.db"));
         let shipped = yaml(Telemetry::Shipped);
         assert!(!shipped.contains("telemetry:"), "the defaults, as shipped:\n{shipped}");
         for t in [Telemetry::Shipped, Telemetry::Bare, Telemetry::Traced] {
@@ -609,15 +713,51 @@ mod tests {
     }
 
     #[test]
+    fn cross_dialect_variant_differs_from_switchyard_only_in_the_deployment() {
+        let ledger = std::path::Path::new("/tmp/ledger.db");
+        let (telemetry, dialect) = (Telemetry::of(SWITCHYARD_ANTHROPIC), Dialect::of(SWITCHYARD_ANTHROPIC));
+        assert_eq!((telemetry, dialect), (Some(Telemetry::Shipped), Dialect::Anthropic), "as shipped");
+        assert_eq!(Dialect::of("switchyard"), Dialect::OpenAi);
+        let shipped = switchyard_yaml(Telemetry::Shipped, Dialect::OpenAi, 18113, 18000, ledger);
+        let cross = switchyard_yaml(Telemetry::Shipped, Dialect::Anthropic, 18113, 18000, ledger);
+        let openai_deployment = "      - provider: openai\n        model: mock-gpt\n        \
+                                 api_base: http://127.0.0.1:18000/v1\n        api_key: mock-key\n";
+        let anthropic_deployment = "      - provider: anthropic\n        model: mock-claude\n        \
+                                    api_base: http://127.0.0.1:18000\n        api_key: mock-key\n";
+        assert!(shipped.ends_with(openai_deployment), "{shipped}");
+        assert!(cross.ends_with(anthropic_deployment), "no /v1: the adapter appends /v1/messages\n{cross}");
+        assert_eq!(
+            shipped.replace(openai_deployment, ""),
+            cross.replace(anthropic_deployment, ""),
+            "the same server, ledger, model name and telemetry"
+        );
+        assert!(cross.contains("  - name: mock-gpt\n"), "the load generator asks for mock-gpt:\n{cross}");
+        // The held-streams config points the same deployment at the held mock.
+        let held = switchyard_yaml(Telemetry::Shipped, Dialect::Anthropic, 18113, HELD_MOCK_PORT, ledger);
+        assert!(held.contains("api_base: http://127.0.0.1:18001\n"), "{held}");
+        // Its completions are counted by a counter the mock bumps for Messages.
+        assert_eq!(
+            [Dialect::OpenAi, Dialect::Anthropic].map(Dialect::completions_counter),
+            ["chat_completions", "requests"]
+        );
+    }
+
+    #[test]
     fn every_target_has_its_own_port() {
-        assert_eq!(ALL[2..5], ["switchyard", "switchyard-bare", "switchyard-traced"]);
+        assert_eq!(
+            ALL[2..6],
+            ["switchyard", "switchyard-anthropic", "switchyard-bare", "switchyard-traced"],
+            "the variants right after switchyard, traced right after bare"
+        );
         let mut ports: Vec<u16> = ALL.iter().filter_map(|t| port_of(t)).collect();
         ports.extend([MOCK_PORT, HELD_MOCK_PORT, OTLP_SINK_PORT]);
         let n = ports.len();
         ports.sort_unstable();
         ports.dedup();
         assert_eq!((ports.len(), n), (ALL.len() - 1 + 3, ALL.len() - 1 + 3), "{ports:?}");
-        assert!(ALL.iter().filter(|t| runs_switchyard(t)).eq(&ALL[2..5]));
+        assert_eq!(port_of(SWITCHYARD_ANTHROPIC), Some(18113));
+        assert!(ALL.iter().filter(|t| runs_switchyard(t)).eq(&ALL[2..6]));
+        assert!(ALL.iter().filter(|t| Dialect::of(t) == Dialect::Anthropic).eq(&[SWITCHYARD_ANTHROPIC]));
     }
 
     #[test]
