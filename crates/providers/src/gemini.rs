@@ -7,13 +7,14 @@
 //! - Vertex AI: `POST https://{region}-aiplatform.googleapis.com/v1/projects/{project}/locations/{region}/publishers/google/models/{model}:generateContent`
 //!   (region `global`: host `aiplatform.googleapis.com`; `api_base` replaces the scheme and
 //!   host), with `Authorization: Bearer` and an access token given as is, or one the adapter gets
-//!   for a service account key and keeps fresh ([`auth`]).
+//!   for a service account key and keeps fresh (`gemini/auth.rs`).
 //!
-//! The client's OpenAI request is translated to a `GenerateContentRequest` ([`request`], schemas
-//! cleaned by [`schema`]), and Gemini's answer back into an OpenAI completion ([`response`]) or,
-//! streamed, into chunks decoded event by event as bytes arrive ([`stream`]). What Gemini's
-//! filters withheld is an [`ErrorClass::ContentPolicy`] error; Google's error envelope is mapped
-//! onto the classes the router acts on ([`error`]). `docs/providers.md` has the mapping tables.
+//! The client's OpenAI request is translated to a `GenerateContentRequest` (`gemini/request.rs`,
+//! schemas cleaned by `gemini/schema.rs`), and Gemini's answer back into an OpenAI completion
+//! (`gemini/response.rs`) or, streamed, into chunks decoded event by event as bytes arrive
+//! (`gemini/stream.rs`). What Gemini's filters withheld is an [`ErrorClass::ContentPolicy`]
+//! error; Google's error envelope is mapped onto the classes the router acts on
+//! (`gemini/error.rs`). `docs/providers.md` has the mapping tables.
 //!
 //! Failure behaviour: transport failures and non-2xx answers become an [`LlmError`] with the
 //! class the router acts on; Google's own message is kept (with the API key redacted). A request
