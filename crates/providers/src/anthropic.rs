@@ -37,7 +37,7 @@ use switchyard_types::{
 };
 
 use crate::{
-    client::is_stale_connection,
+    client::send_once_more_if_stale,
     openai::SettingsError,
     translate::chat_to_messages,
     upstream::{classify, redact, retry_after, transport_error, truncate},
@@ -194,8 +194,7 @@ impl Inner {
     ) -> Result<reqwest::Response, LlmError> {
         let client_headers = request.extensions.get::<ClientHeaders>();
         let extra = request.extensions.get::<UpstreamHeaders>().map(|h| &h.0);
-        let mut fresh_retry_left = true;
-        loop {
+        let build = || {
             let mut builder =
                 self.client.post(self.url.clone()).headers(self.headers.clone()).body(body.clone());
             if stream {
@@ -211,15 +210,11 @@ impl Inner {
             if let Some(extra) = extra {
                 builder = builder.headers(extra.clone());
             }
-            match builder.send().await {
-                Ok(response) => return Ok(response),
-                Err(err) if fresh_retry_left && is_stale_connection(&err) => {
-                    fresh_retry_left = false;
-                    tracing::debug!(deployment = %self.settings.label, "pooled connection was closed by the provider; resending on a fresh one");
-                }
-                Err(err) => return Err(transport_error(&self.settings.label, &self.settings.api_base, &err)),
-            }
-        }
+            builder
+        };
+        send_once_more_if_stale(&self.settings.label, build)
+            .await
+            .map_err(|err| transport_error(&self.settings.label, &self.settings.api_base, &err))
     }
 
     async fn read_json<T: Document>(&self, response: reqwest::Response) -> Result<Json<T>, LlmError> {

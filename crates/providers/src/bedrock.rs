@@ -47,7 +47,7 @@ use switchyard_types::{
 };
 
 use crate::{
-    client::is_stale_connection,
+    client::send_once_more_if_stale,
     messages_over_chat::chat_only,
     upstream::{redact, retry_after, transport_error},
 };
@@ -296,18 +296,9 @@ impl Inner {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<reqwest::Response, LlmError> {
-        let mut fresh_retry_left = true;
-        loop {
-            let sent = self.client.post(url.clone()).headers(headers.clone()).body(body.clone()).send().await;
-            match sent {
-                Ok(response) => return Ok(response),
-                Err(err) if fresh_retry_left && is_stale_connection(&err) => {
-                    fresh_retry_left = false;
-                    tracing::debug!(deployment = %self.settings.label, "pooled connection was closed by Bedrock; resending on a fresh one");
-                }
-                Err(err) => return Err(self.transport_error(&err)),
-            }
-        }
+        // A resend reuses the signature: it signs the same bytes, well within its five minutes.
+        let build = || self.client.post(url.clone()).headers(headers.clone()).body(body.clone());
+        send_once_more_if_stale(&self.settings.label, build).await.map_err(|err| self.transport_error(&err))
     }
 
     fn transport_error(&self, err: &reqwest::Error) -> LlmError {

@@ -49,6 +49,22 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// Sends the request `build` makes; when it died on a pooled connection the provider had
+/// already closed ([`is_stale_connection`]), builds it again and sends it once more, on a
+/// fresh connection. Every adapter sends through here.
+pub async fn send_once_more_if_stale(
+    label: &str,
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<reqwest::Response, reqwest::Error> {
+    match build().send().await {
+        Err(err) if is_stale_connection(&err) => {
+            tracing::debug!(deployment = %label, "pooled connection was closed by the provider; resending on a fresh one");
+            build().send().await
+        }
+        sent => sent,
+    }
+}
+
 /// Whether `err` means the request died on a pooled connection the server had already closed,
 /// before any part of a response arrived, so that resending it on a new connection is safe.
 pub fn is_stale_connection(err: &reqwest::Error) -> bool {

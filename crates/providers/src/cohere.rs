@@ -42,7 +42,7 @@ pub use request::DEFAULT_INPUT_TYPE;
 pub use stream::CohereChunks;
 
 use crate::{
-    client::is_stale_connection,
+    client::send_once_more_if_stale,
     messages_over_chat::chat_only,
     openai::SettingsError,
     upstream::{redact, retry_after, transport_error, upstream_error},
@@ -232,8 +232,7 @@ impl Inner {
         stream: bool,
         extra: Option<&HeaderMap>,
     ) -> Result<reqwest::Response, LlmError> {
-        let mut fresh_retry_left = true;
-        loop {
+        let build = || {
             let mut builder = self.client.post(url.clone()).headers(self.headers.clone()).body(body.clone());
             if stream {
                 builder = builder.header(header::ACCEPT, "text/event-stream");
@@ -242,15 +241,9 @@ impl Inner {
             if let Some(extra) = extra {
                 builder = builder.headers(extra.clone());
             }
-            match builder.send().await {
-                Ok(response) => return Ok(response),
-                Err(err) if fresh_retry_left && is_stale_connection(&err) => {
-                    fresh_retry_left = false;
-                    tracing::debug!(deployment = %self.settings.label, "pooled connection was closed by the provider; resending on a fresh one");
-                }
-                Err(err) => return Err(self.transport_error(&err)),
-            }
-        }
+            builder
+        };
+        send_once_more_if_stale(&self.settings.label, build).await.map_err(|err| self.transport_error(&err))
     }
 
     /// The response when it is a success, else the error it stands for.

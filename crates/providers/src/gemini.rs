@@ -48,7 +48,7 @@ pub use auth::{KeyError, ServiceAccountKey};
 pub use stream::GeminiChunks;
 
 use crate::{
-    client::is_stale_connection,
+    client::send_once_more_if_stale,
     messages_over_chat::chat_only,
     upstream::{error_chain, transport_error},
 };
@@ -345,8 +345,7 @@ impl Inner {
             Some(tokens) => Some(tokens.authorization().await?),
             None => None,
         };
-        let mut fresh_retry_left = true;
-        let response = loop {
+        let build = || {
             let mut builder = self.client.post(url.clone()).headers(self.headers.clone()).body(body.clone());
             if let Some(authorization) = &authorization {
                 builder = builder.header(header::AUTHORIZATION, authorization.clone());
@@ -359,15 +358,10 @@ impl Inner {
             if let Some(extra) = extra {
                 builder = builder.headers(extra.clone());
             }
-            match builder.send().await {
-                Ok(response) => break response,
-                Err(err) if fresh_retry_left && is_stale_connection(&err) => {
-                    fresh_retry_left = false;
-                    tracing::debug!(deployment = %self.label, "pooled connection was closed by the provider; resending on a fresh one");
-                }
-                Err(err) => return Err(self.transport_error(&err)),
-            }
+            builder
         };
+        let response =
+            send_once_more_if_stale(&self.label, build).await.map_err(|err| self.transport_error(&err))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);

@@ -37,7 +37,7 @@ use switchyard_types::{
 };
 
 use crate::{
-    client::is_stale_connection,
+    client::send_once_more_if_stale,
     messages_over_chat::chat_only,
     presets::{AuthStyle, UrlStyle},
     upstream::{classify, redact, retry_after, transport_error, upstream_error},
@@ -231,8 +231,7 @@ impl Inner {
         stream: bool,
         extra: Option<&HeaderMap>,
     ) -> Result<reqwest::Response, LlmError> {
-        let mut fresh_retry_left = true;
-        loop {
+        let build = || {
             let mut builder = self.client.post(url.clone()).headers(self.headers.clone()).body(body.clone());
             if stream {
                 builder = builder.header(header::ACCEPT, "text/event-stream");
@@ -242,15 +241,9 @@ impl Inner {
             if let Some(extra) = extra {
                 builder = builder.headers(extra.clone());
             }
-            match builder.send().await {
-                Ok(response) => return Ok(response),
-                Err(err) if fresh_retry_left && is_stale_connection(&err) => {
-                    fresh_retry_left = false;
-                    tracing::debug!(deployment = %self.settings.label, "pooled connection was closed by the provider; resending on a fresh one");
-                }
-                Err(err) => return Err(self.transport_error(&err)),
-            }
-        }
+            builder
+        };
+        send_once_more_if_stale(&self.settings.label, build).await.map_err(|err| self.transport_error(&err))
     }
 
     async fn read_json<T: Document>(&self, response: reqwest::Response) -> Result<Json<T>, LlmError> {
