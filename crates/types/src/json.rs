@@ -217,11 +217,6 @@ impl<T> Json<T> {
         self.raw
     }
 
-    /// Everything read from the document without parsing it.
-    pub fn facts(&self) -> Facts {
-        self.facts
-    }
-
     /// The usage the document reports, normalised, when it reports one.
     pub fn usage(&self) -> Option<Usage> {
         self.facts.usage
